@@ -1,0 +1,135 @@
+// Package bridge moves a region's messages from NATS to the durable log.
+//
+// Gateways send each accepted message as a NATS request to
+// natter.SubjectDurable; the bridges of a region share the queue group
+// natter.QueueBridge, so each request reaches one bridge. The bridge
+// produces the message to Kafka (idempotent, acks=all, key = room) and
+// replies only once Kafka acknowledged it. A gateway that gets no reply
+// (bridge down, restarting, Kafka unavailable) sends the same message, with
+// the same id, again; the log may then hold a message twice, which the
+// persister and resume absorb because they are idempotent on the id.
+//
+// Request/reply with retry was chosen over JetStream because the durable
+// store already is Kafka: a second durable store in front of it would add a
+// disk write and a copy to every message for no stronger guarantee.
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter"
+)
+
+// Reply is the bridge's answer to a durable request: OK with the id, or
+// the error that stopped it.
+type Reply struct {
+	ID    string `json:"id"`
+	OK    bool   `json:"ok"`
+	Error string `json:"error,omitempty"`
+}
+
+// Producer is the durable log the bridge writes to.
+type Producer interface {
+	// Produce queues value under key and calls done once with the outcome.
+	Produce(key string, value []byte, ts time.Time, done func(error))
+}
+
+// Config configures a Bridge.
+type Config struct {
+	// NATS is the region's NATS connection; the bridge does not close it.
+	NATS *nats.Conn
+	// Producer writes to Kafka.
+	Producer Producer
+	// Log receives the bridge's logs; nil means slog.Default().
+	Log *slog.Logger
+}
+
+// Bridge is the NATS → Kafka durable hop.
+type Bridge struct {
+	cfg      Config
+	log      *slog.Logger
+	inflight sync.WaitGroup
+	metrics  *metrics
+}
+
+// New returns a bridge; Run starts it.
+func New(cfg Config) *Bridge {
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Bridge{cfg: cfg, log: log.With("role", "bridge"), metrics: newMetrics()}
+}
+
+// Run serves durable requests until ctx is cancelled, then stops taking
+// new ones and waits for those in flight to be answered. It returns nil
+// after a cancel.
+func (b *Bridge) Run(ctx context.Context) error {
+	sub, err := b.cfg.NATS.QueueSubscribe(natter.SubjectDurable, natter.QueueBridge, b.handle)
+	if err != nil {
+		return fmt.Errorf("bridge: subscribe %s: %w", natter.SubjectDurable, err)
+	}
+	// A deep pending limit: requests are small and the producer applies
+	// back-pressure by blocking the handler.
+	if err := sub.SetPendingLimits(1<<20, 256<<20); err != nil {
+		return fmt.Errorf("bridge: pending limits: %w", err)
+	}
+	b.log.Info("bridge ready", "subject", natter.SubjectDurable, "queue", natter.QueueBridge)
+	<-ctx.Done()
+	// Drain: stop receiving, finish what was received.
+	if err := sub.Drain(); err != nil {
+		b.log.Warn("bridge drain", "err", err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); sub.IsValid() && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond) // Drain has no completion channel
+	}
+	b.inflight.Wait()
+	b.log.Info("bridge stopped")
+	return nil
+}
+
+func (b *Bridge) handle(m *nats.Msg) {
+	var msg natter.Message
+	if err := json.Unmarshal(m.Data, &msg); err != nil || natter.CheckRoom(msg.Room) != nil {
+		b.metrics.rejected.Inc()
+		b.log.Warn("bridge: dropping malformed durable request", "bytes", len(m.Data))
+		b.reply(m, Reply{Error: "malformed message"})
+		return
+	}
+	if _, err := natter.ParseID(msg.ID); err != nil {
+		b.metrics.rejected.Inc()
+		b.reply(m, Reply{Error: "malformed id"})
+		return
+	}
+	b.inflight.Add(1)
+	start := time.Now()
+	b.cfg.Producer.Produce(msg.Room, m.Data, time.UnixMilli(msg.TS), func(err error) {
+		defer b.inflight.Done()
+		b.metrics.produceSeconds.Observe(time.Since(start).Seconds())
+		if err != nil {
+			b.metrics.produceErrors.Inc()
+			b.log.Warn("kafka produce failed", "room", msg.Room, "id", msg.ID, "err", err)
+			b.reply(m, Reply{ID: msg.ID, Error: "durable log unavailable"})
+			return
+		}
+		b.metrics.produced.Inc()
+		b.reply(m, Reply{ID: msg.ID, OK: true})
+	})
+}
+
+func (b *Bridge) reply(m *nats.Msg, r Reply) {
+	if m.Reply == "" {
+		return
+	}
+	data, _ := json.Marshal(r)
+	if err := m.Respond(data); err != nil {
+		b.log.Debug("bridge reply", "err", err)
+	}
+}

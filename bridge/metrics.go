@@ -1,0 +1,28 @@
+// Prometheus metrics of the bridge.
+
+package bridge
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	produced       prometheus.Counter
+	produceErrors  prometheus.Counter
+	rejected       prometheus.Counter
+	produceSeconds prometheus.Histogram
+}
+
+func newMetrics() *metrics {
+	return &metrics{
+		produced:      prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_kafka_produced_total", Help: "Messages acknowledged by Kafka."}),
+		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_kafka_produce_errors_total", Help: "Messages Kafka did not accept (the gateway retries)."}),
+		rejected:      prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_bridge_rejected_total", Help: "Malformed durable requests dropped."}),
+		produceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "natter_kafka_produce_seconds", Help: "Time from durable request to Kafka acknowledgement.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
+	}
+}
+
+// Collectors returns the bridge's metrics for registration.
+func (b *Bridge) Collectors() []prometheus.Collector {
+	m := b.metrics
+	return []prometheus.Collector{m.produced, m.produceErrors, m.rejected, m.produceSeconds}
+}

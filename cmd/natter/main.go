@@ -1,0 +1,76 @@
+// Command natter runs the natter chat system: all of it in one process
+// (no arguments), or one role of a production topology.
+//
+//	natter              gateway + embedded NATS + bridge + persister +
+//	                    embedded Kafka-protocol broker + private PostgreSQL
+//	natter gateway      a gateway with its embedded NATS server
+//	natter bridge       NATS → Kafka
+//	natter persister    Kafka → PostgreSQL
+//
+// Run any of them with --help for its flags and environment variables.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	m := &Main{Stdout: os.Stdout, Stderr: os.Stderr, Getenv: os.Getenv}
+	if err := m.Run(ctx, os.Args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "natter:", err)
+		os.Exit(1)
+	}
+}
+
+// Main is the program: arguments and environment in, roles composed and
+// run until ctx ends. Tests run it in-process.
+type Main struct {
+	Stdout, Stderr io.Writer
+	Getenv         func(string) string
+	// Ready, if set, is called with the gateway's address once it serves.
+	Ready func(addr string)
+}
+
+// Run dispatches to the subcommand in args.
+func (m *Main) Run(ctx context.Context, args []string) error {
+	cmd := ""
+	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "":
+		return m.runAll(ctx, args)
+	case "gateway":
+		return m.runGateway(ctx, args)
+	case "bridge":
+		return m.runBridge(ctx, args)
+	case "persister":
+		return m.runPersister(ctx, args)
+	case "help":
+		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister] [--help]")
+		return nil
+	default:
+		return fmt.Errorf("unknown command %q; try natter --help", cmd)
+	}
+}
+
+func (m *Main) logger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(m.Stderr, &slog.HandlerOptions{Level: l})), nil
+}

@@ -1,0 +1,409 @@
+// The roles and the all-in-one composition.
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/bridge"
+	"github.com/natter-chat/natter/embedded"
+	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/kafka"
+	"github.com/natter-chat/natter/persister"
+	"github.com/natter-chat/natter/postgres"
+	"github.com/natter-chat/natter/web"
+)
+
+// kafkaLog adapts kafka.Log to what the gateway needs.
+type kafkaLog struct{ l *kafka.Log }
+
+func (k kafkaLog) Mark(ctx context.Context, room string, since natter.ID) (gateway.LogTail, error) {
+	pos, err := k.l.Start(ctx, room, since)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, limit int) ([]natter.Message, bool, error) {
+		return k.l.Read(ctx, pos, room, since, limit)
+	}, nil
+}
+
+func newRegistry() *prometheus.Registry {
+	r := prometheus.NewRegistry()
+	r.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return r
+}
+
+// stack is what one process runs: started pieces and their closers, closed
+// in reverse order.
+type stack struct {
+	log     *slog.Logger
+	closers []func()
+}
+
+func (s *stack) defer_(f func()) { s.closers = append(s.closers, f) }
+
+func (s *stack) close() {
+	for i := len(s.closers) - 1; i >= 0; i-- {
+		s.closers[i]()
+	}
+	s.closers = nil
+}
+
+// gatewayFlags are shared by `natter` and `natter gateway`.
+type gatewayFlags struct {
+	addr, id, region, databaseURL, kafkaBrokers, topic, group, logLevel *string
+	partitions                                                          *int
+	open                                                                *bool
+}
+
+func addCommon(f *flags, g *gatewayFlags) {
+	g.region = f.String("region", "local", "region name stamped on messages accepted here")
+	g.databaseURL = f.String("database-url", "", "PostgreSQL URL", "DATABASE_URL")
+	g.topic = f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
+	g.group = f.String("kafka-group", natter.DefaultPersisterGroup, "Kafka consumer group of the persister")
+	g.partitions = f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
+	g.logLevel = f.String("log-level", "info", "debug, info, warn or error")
+}
+
+// runAll runs every role in one process.
+func (m *Main) runAll(ctx context.Context, args []string) error {
+	f := newFlags("natter", "natter: the whole chat system in one process (web UI on --addr)", m.Stderr)
+	var g gatewayFlags
+	g.addr = f.String("addr", ":8080", "HTTP and WebSocket listen address")
+	g.kafkaBrokers = f.String("kafka-brokers", "", "Kafka brokers (host:port,...); empty runs the embedded broker")
+	g.open = f.Bool("open", true, "open mode: anyone may connect under any user name")
+	g.id = f.String("id", "local-1", "gateway id")
+	addCommon(f, &g)
+	dataDir := f.String("data-dir", "natter-data", "directory of the embedded broker's log and the private PostgreSQL")
+	kafkaPort := f.Int("embedded-kafka-port", 0, "port of the embedded Kafka-protocol broker (0 = any free port)")
+	pgPort := f.Int("embedded-postgres-port", 0, "port of the private PostgreSQL (0 = any free port)")
+	if err := f.parse(args, m.Getenv); err != nil {
+		return err
+	}
+	log, err := m.logger(*g.logLevel)
+	if err != nil {
+		return err
+	}
+	st := &stack{log: log}
+	defer st.close()
+	if *g.databaseURL == "" {
+		pg, err := embedded.StartPostgres(ctx, embedded.PostgresConfig{Dir: filepath.Join(*dataDir, "postgres"), Port: *pgPort}, log)
+		if err != nil {
+			return err
+		}
+		st.defer_(func() { _ = pg.Close() })
+		*g.databaseURL = pg.URL()
+	}
+	if *g.kafkaBrokers == "" {
+		k, err := embedded.StartKafka(embedded.KafkaConfig{Port: *kafkaPort, DataDir: filepath.Join(*dataDir, "kafka"),
+			Topics: []string{*g.topic}, Partitions: *g.partitions}, log)
+		if err != nil {
+			return err
+		}
+		st.defer_(func() { _ = k.Close() })
+		*g.kafkaBrokers = joinList(k.Brokers())
+	}
+	ns, err := embedded.StartNATS(embedded.NATSConfig{ServerName: "natter", DontListen: true}, log)
+	if err != nil {
+		return err
+	}
+	st.defer_(func() { _ = ns.Close() })
+	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name) }
+	return m.serve(ctx, st, log, g, connect, true)
+}
+
+// runGateway runs a gateway and its embedded NATS server.
+func (m *Main) runGateway(ctx context.Context, args []string) error {
+	f := newFlags("natter gateway", "natter gateway: WebSocket/HTTP edge with an embedded NATS server", m.Stderr)
+	var g gatewayFlags
+	g.addr = f.String("addr", ":8080", "HTTP and WebSocket listen address")
+	g.id = f.String("id", "", "gateway id, unique in the region (default: random)")
+	g.kafkaBrokers = f.String("kafka-brokers", "", "Kafka brokers (host:port,...), read on resume")
+	g.open = f.Bool("open", false, "open mode: anyone may connect under any user name")
+	addCommon(f, &g)
+	natsAddr := f.String("nats-addr", "127.0.0.1:4222", "client listen address of the embedded NATS server (bridges connect here)")
+	if err := f.parse(args, m.Getenv); err != nil {
+		return err
+	}
+	if err := required(map[string]string{"--kafka-brokers": *g.kafkaBrokers, "--database-url": *g.databaseURL}); err != nil {
+		return err
+	}
+	if !*g.open {
+		return errors.New("--open is required: this version authenticates no tokens, so a gateway must run in open mode")
+	}
+	log, err := m.logger(*g.logLevel)
+	if err != nil {
+		return err
+	}
+	host, port, err := splitHostPort(*natsAddr)
+	if err != nil {
+		return fmt.Errorf("--nats-addr: %w", err)
+	}
+	st := &stack{log: log}
+	defer st.close()
+	ns, err := embedded.StartNATS(embedded.NATSConfig{ServerName: orDefault(*g.id, "natter-gateway"), Host: host, Port: port}, log)
+	if err != nil {
+		return err
+	}
+	st.defer_(func() { _ = ns.Close() })
+	log.Info("embedded NATS listening", "url", ns.ClientURL())
+	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name) }
+	return m.serve(ctx, st, log, g, connect, false)
+}
+
+// serve opens the store and the log, then runs the gateway (and, when
+// withBackend, the bridge and persister) until ctx ends, shutting down
+// gateway first so its drain still has a bridge.
+func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, connect func(string) (*nats.Conn, error), withBackend bool) error {
+	brokers := splitList(*g.kafkaBrokers)
+	if err := kafka.EnsureTopic(brokers, *g.topic, int32(*g.partitions)); err != nil {
+		return err
+	}
+	store, err := postgres.Open(ctx, *g.databaseURL)
+	if err != nil {
+		return err
+	}
+	st.defer_(store.Close)
+	klog, err := kafka.NewLog(brokers, *g.topic, *g.group)
+	if err != nil {
+		return err
+	}
+	st.defer_(func() { _ = klog.Close() })
+	gwConn, err := connect("gateway")
+	if err != nil {
+		return fmt.Errorf("nats: %w", err)
+	}
+	st.defer_(gwConn.Close)
+	reg := newRegistry()
+	var backend sync.WaitGroup
+	backendCtx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
+	defer func() { stopBackend(); backend.Wait() }()
+	errs := make(chan error, 2)
+	if withBackend {
+		bconn, err := connect("bridge")
+		if err != nil {
+			return fmt.Errorf("nats: %w", err)
+		}
+		st.defer_(bconn.Close)
+		prod, err := kafka.NewProducer(brokers, *g.topic, "natter-bridge")
+		if err != nil {
+			return err
+		}
+		st.defer_(func() { _ = prod.Close() })
+		b := bridge.New(bridge.Config{NATS: bconn, Producer: prod, Log: log})
+		reg.MustRegister(b.Collectors()...)
+		p, err := persister.New(persister.Config{Brokers: brokers, Topic: *g.topic, Group: *g.group, Store: store,
+			Sarama: kafka.NewConfig("natter-persister"), Log: log})
+		if err != nil {
+			return err
+		}
+		reg.MustRegister(p.Collectors()...)
+		backend.Add(2)
+		go func() { defer backend.Done(); errs <- b.Run(backendCtx) }()
+		go func() { defer backend.Done(); errs <- p.Run(backendCtx) }()
+	}
+	gw, err := gateway.New(gateway.Config{
+		ID: *g.id, Region: *g.region, NATS: gwConn, History: store, DurableLog: kafkaLog{klog},
+		Open: *g.open, Registry: reg, Web: web.Handler(), Log: log,
+		Checks: map[string]func(context.Context) error{"postgres": store.Ping, "kafka": klog.Ping},
+	})
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", *g.addr)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w (is another natter running? pick another with --addr)", *g.addr, err)
+	}
+	if *g.open {
+		log.Warn("OPEN MODE: anyone can connect under any user name; do not expose this gateway to the internet")
+	}
+	log.Info("natter is up", "url", "http://"+displayAddr(ln.Addr()))
+	if m.Ready != nil {
+		m.Ready(ln.Addr().String())
+	}
+	gwCtx, stopGateway := context.WithCancel(ctx)
+	defer stopGateway()
+	gwErr := make(chan error, 1)
+	go func() { gwErr <- gw.Run(gwCtx, ln) }()
+	select {
+	case err = <-gwErr:
+	case err = <-errs:
+		// A backend role failed: stop the gateway too.
+		log.Error("backend stopped", "err", err)
+		stopGateway()
+		<-gwErr
+	}
+	return err
+}
+
+// runBridge runs a bridge connected to a gateway's NATS.
+func (m *Main) runBridge(ctx context.Context, args []string) error {
+	f := newFlags("natter bridge", "natter bridge: moves a region's messages from NATS to Kafka", m.Stderr)
+	natsURL := f.String("nats-url", "nats://127.0.0.1:4222", "NATS URL of the region (a gateway's embedded server)")
+	brokers := f.String("kafka-brokers", "", "Kafka brokers (host:port,...)")
+	topic := f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
+	partitions := f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
+	addr := f.String("addr", "", "listen address for /healthz and /metrics (empty: none)")
+	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	if err := f.parse(args, m.Getenv); err != nil {
+		return err
+	}
+	if err := required(map[string]string{"--kafka-brokers": *brokers}); err != nil {
+		return err
+	}
+	log, err := m.logger(*logLevel)
+	if err != nil {
+		return err
+	}
+	if err := kafka.EnsureTopic(splitList(*brokers), *topic, int32(*partitions)); err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*natsURL, nats.Name("natter-bridge"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	if err != nil {
+		return fmt.Errorf("nats %s: %w", *natsURL, err)
+	}
+	defer nc.Close()
+	prod, err := kafka.NewProducer(splitList(*brokers), *topic, "natter-bridge")
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	b := bridge.New(bridge.Config{NATS: nc, Producer: prod, Log: log})
+	reg := newRegistry()
+	reg.MustRegister(b.Collectors()...)
+	stop, err := m.serveMetrics(*addr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return b.Run(ctx)
+}
+
+// runPersister runs a persister.
+func (m *Main) runPersister(ctx context.Context, args []string) error {
+	f := newFlags("natter persister", "natter persister: writes the Kafka log into PostgreSQL", m.Stderr)
+	brokers := f.String("kafka-brokers", "", "Kafka brokers (host:port,...)")
+	topic := f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
+	group := f.String("kafka-group", natter.DefaultPersisterGroup, "Kafka consumer group")
+	partitions := f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
+	dbURL := f.String("database-url", "", "PostgreSQL URL", "DATABASE_URL")
+	batch := f.Int("batch-size", 2000, "most rows written per transaction")
+	addr := f.String("addr", "", "listen address for /healthz and /metrics (empty: none)")
+	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	if err := f.parse(args, m.Getenv); err != nil {
+		return err
+	}
+	if err := required(map[string]string{"--kafka-brokers": *brokers, "--database-url": *dbURL}); err != nil {
+		return err
+	}
+	log, err := m.logger(*logLevel)
+	if err != nil {
+		return err
+	}
+	if err := kafka.EnsureTopic(splitList(*brokers), *topic, int32(*partitions)); err != nil {
+		return err
+	}
+	store, err := postgres.Open(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	p, err := persister.New(persister.Config{Brokers: splitList(*brokers), Topic: *topic, Group: *group, Store: store,
+		Sarama: kafka.NewConfig("natter-persister"), BatchSize: *batch, Log: log})
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	reg.MustRegister(p.Collectors()...)
+	stop, err := m.serveMetrics(*addr, reg, log)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	return p.Run(ctx)
+}
+
+// serveMetrics serves /healthz and /metrics on addr unless it is empty.
+func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+	if addr == "" {
+		return func() {}, nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("metrics listening", "addr", ln.Addr().String())
+	return func() { _ = srv.Close() }, nil
+}
+
+func required(vals map[string]string) error {
+	var errs []error
+	for name, v := range vals {
+		if v == "" {
+			errs = append(errs, fmt.Errorf("%s is required (or its NATTER_ environment variable)", name))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, p, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	var port int
+	if _, err := fmt.Sscanf(p, "%d", &port); err != nil {
+		return "", 0, fmt.Errorf("port %q is not a number", p)
+	}
+	return host, port, nil
+}
+
+func joinList(s []string) string {
+	out := ""
+	for i, v := range s {
+		if i > 0 {
+			out += ","
+		}
+		out += v
+	}
+	return out
+}
+
+func orDefault(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+// displayAddr turns ":8080" style addresses into something a browser opens.
+func displayAddr(a net.Addr) string {
+	host, port, err := net.SplitHostPort(a.String())
+	if err != nil {
+		return a.String()
+	}
+	if host == "" || host == "::" || host == "0.0.0.0" {
+		host = "localhost"
+	}
+	return net.JoinHostPort(host, port)
+}
+

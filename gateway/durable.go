@@ -1,0 +1,242 @@
+// The gateway's side of the durable hop: every accepted message is sent to
+// a bridge as a NATS request and re-sent until a bridge replies that Kafka
+// has it; then the sender gets its ack. It also remembers recent
+// (user, room, cid) so a client's retry never makes a second message.
+
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/bridge"
+)
+
+// errBusy means too many messages are waiting for the durable log.
+var errBusy = errors.New("too many messages waiting for the durable log")
+
+const (
+	firstRetry = 2 * time.Second
+	maxRetry   = 10 * time.Second
+	cidTTL     = 15 * time.Minute
+)
+
+// ackFunc is told the id and ts of a message once it is durable.
+type ackFunc func(id string, ts int64)
+
+type pendingSend struct {
+	msg     natter.Message
+	data    []byte
+	sent    time.Time // first send, for the ack latency metric
+	next    time.Time // next resend
+	backoff time.Duration
+	waiters []ackFunc
+	done    chan struct{}
+}
+
+type cidEntry struct {
+	id string
+	ts int64
+	p  *pendingSend // nil once acked
+}
+
+type cidRef struct {
+	key string
+	at  time.Time
+}
+
+type durable struct {
+	nc      *nats.Conn
+	reply   string
+	log     *slog.Logger
+	met     *metrics
+	maxPend int
+	maxCIDs int
+
+	mu       sync.Mutex
+	pending  map[string]*pendingSend // by message id
+	byCID    map[string]*cidEntry
+	cidOrder []cidRef
+}
+
+func newDurable(nc *nats.Conn, gatewayID string, maxPending int, log *slog.Logger, met *metrics) *durable {
+	return &durable{
+		nc: nc, reply: "natter.gw." + gatewayID + ".durable", log: log, met: met,
+		maxPend: maxPending, maxCIDs: 4 * maxPending,
+		pending: make(map[string]*pendingSend), byCID: make(map[string]*cidEntry),
+	}
+}
+
+// run receives bridge replies and re-sends unanswered requests until ctx
+// ends.
+func (d *durable) run(ctx context.Context) error {
+	sub, err := d.nc.Subscribe(d.reply, d.onReply)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // connection closes anyway
+	if err := sub.SetPendingLimits(1<<20, 256<<20); err != nil {
+		return err
+	}
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case now := <-t.C:
+			d.resend(now)
+		}
+	}
+}
+
+func cidKey(user, room, cid string) string { return user + "\x00" + room + "\x00" + cid }
+
+// lookup returns the id of an earlier send with the same cid: if it is
+// acked, ack is called at once; if pending, ack is called when it is.
+func (d *durable) lookup(key string, ack ackFunc) bool {
+	d.mu.Lock()
+	e, ok := d.byCID[key]
+	if ok && e.p != nil {
+		e.p.waiters = append(e.p.waiters, ack)
+	}
+	d.mu.Unlock()
+	if ok && e.p == nil {
+		ack(e.id, e.ts)
+	}
+	return ok
+}
+
+// submit starts the durable hop for msg (already published live) and
+// calls ack once it is durable. A cid already seen is answered from the
+// record of the first send instead (dup true).
+func (d *durable) submit(msg natter.Message, ack ackFunc) (dup bool, err error) {
+	data, err := json.Marshal(msg)
+	if err != nil {
+		return false, err
+	}
+	now := time.Now()
+	p := &pendingSend{msg: msg, data: data, sent: now, next: now.Add(firstRetry), backoff: firstRetry, done: make(chan struct{})}
+	if ack != nil {
+		p.waiters = []ackFunc{ack}
+	}
+	d.mu.Lock()
+	if len(d.pending) >= d.maxPend {
+		d.mu.Unlock()
+		return false, errBusy
+	}
+	d.pending[msg.ID] = p
+	if msg.CID != "" {
+		key := cidKey(msg.User, msg.Room, msg.CID)
+		d.byCID[key] = &cidEntry{id: msg.ID, ts: msg.TS, p: p}
+		d.cidOrder = append(d.cidOrder, cidRef{key, now})
+		d.expireCIDs(now)
+	}
+	d.met.pending.Set(float64(len(d.pending)))
+	d.mu.Unlock()
+	d.publish(p)
+	return false, nil
+}
+
+func (d *durable) publish(p *pendingSend) {
+	if err := d.nc.PublishRequest(natter.SubjectDurable, d.reply, p.data); err != nil {
+		d.log.Warn("durable request", "id", p.msg.ID, "err", err)
+	}
+}
+
+func (d *durable) onReply(m *nats.Msg) {
+	var r bridge.Reply
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return
+	}
+	d.mu.Lock()
+	p := d.pending[r.ID]
+	if p == nil { // a late reply to a retry
+		d.mu.Unlock()
+		return
+	}
+	if !r.OK {
+		// The bridge could not write to Kafka: retry soon, not at once.
+		p.next = time.Now().Add(200 * time.Millisecond)
+		d.mu.Unlock()
+		d.met.durableRetries.Inc()
+		return
+	}
+	delete(d.pending, r.ID)
+	if p.msg.CID != "" {
+		if e := d.byCID[cidKey(p.msg.User, p.msg.Room, p.msg.CID)]; e != nil && e.p == p {
+			e.p = nil
+		}
+	}
+	waiters := p.waiters
+	p.waiters = nil
+	d.met.pending.Set(float64(len(d.pending)))
+	d.mu.Unlock()
+	close(p.done)
+	d.met.ackSeconds.Observe(time.Since(p.sent).Seconds())
+	for _, w := range waiters {
+		w(p.msg.ID, p.msg.TS)
+	}
+}
+
+func (d *durable) resend(now time.Time) {
+	var due []*pendingSend
+	d.mu.Lock()
+	for _, p := range d.pending {
+		if now.After(p.next) {
+			p.backoff = min(p.backoff*2, maxRetry)
+			p.next = now.Add(p.backoff)
+			due = append(due, p)
+		}
+	}
+	d.expireCIDs(now)
+	d.mu.Unlock()
+	for _, p := range due {
+		d.met.durableRetries.Inc()
+		d.publish(p)
+	}
+}
+
+// expireCIDs forgets cids older than cidTTL or beyond the cap. d.mu held.
+func (d *durable) expireCIDs(now time.Time) {
+	i := 0
+	for ; i < len(d.cidOrder); i++ {
+		r := d.cidOrder[i]
+		if now.Sub(r.at) < cidTTL && len(d.cidOrder)-i <= d.maxCIDs {
+			break
+		}
+		// A still-pending entry is forgotten too: a retry after this long
+		// is caught by the store's unique (room, user, cid).
+		delete(d.byCID, r.key)
+	}
+	if i > 0 {
+		d.cidOrder = append(d.cidOrder[:0], d.cidOrder[i:]...)
+	}
+}
+
+// inflight returns the done channels of room's messages not yet durable.
+func (d *durable) inflight(room string) []chan struct{} {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []chan struct{}
+	for _, p := range d.pending {
+		if p.msg.Room == room {
+			out = append(out, p.done)
+		}
+	}
+	return out
+}
+
+// count returns how many messages are not yet durable.
+func (d *durable) count() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return len(d.pending)
+}

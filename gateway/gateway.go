@@ -1,0 +1,351 @@
+// Package gateway is natter's edge: the WebSocket endpoint /ws speaking
+// the protocol package's JSON protocol, the HTTP API, health endpoints and
+// the web UI. It publishes accepted messages on the region's NATS for live
+// fan-out at once, hands them to a bridge for the durable log, and acks a
+// sender once the log has its message.
+//
+// Lock order: hub.mu, then room.mu, then conn.mu; durable.mu is never held
+// while taking another.
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/protocol"
+)
+
+const defaultHistoryLimit = 50
+
+var errDraining = errors.New("the gateway is shutting down; reconnect to another gateway")
+
+// History is the message store the gateway reads.
+type History interface {
+	// Page returns up to limit messages of room older than before ("" =
+	// newest), oldest first, and whether older ones exist.
+	Page(ctx context.Context, room, before string, limit int) ([]natter.Message, bool, error)
+	// After returns up to limit messages of room after id, oldest first.
+	After(ctx context.Context, room, after string, limit int) ([]natter.Message, error)
+}
+
+// DurableLog is the durable log, read on resume for what the store lacks
+// yet.
+type DurableLog interface {
+	// Mark fixes the point from which the store may lack room's messages
+	// and returns a reader of the log from there. Call it before reading
+	// the store.
+	Mark(ctx context.Context, room string, since natter.ID) (LogTail, error)
+}
+
+// LogTail reads room's messages after since from a Mark, up to the end of
+// the log when called, at most limit; more reports a cut.
+type LogTail func(ctx context.Context, limit int) (msgs []natter.Message, more bool, err error)
+
+// Limits bound what one client may do. Zero values take the defaults in
+// DefaultLimits.
+type Limits struct {
+	FrameBytes     int           // largest client frame handled (16 KiB)
+	HardFrameBytes int           // larger frames close the connection (1 MiB)
+	BodyBytes      int           // largest message body (4 KiB)
+	RoomsPerConn   int           // rooms one connection may join (100)
+	HistoryPage    int           // largest history page and resume batch (200)
+	ResumeMax      int           // most messages replayed by one join with since (5000)
+	QueueBytes     int           // bytes queued to a connection before it is cut (4 MiB)
+	IdleTimeout    time.Duration // no frame nor pong for this long closes (75s)
+	PingInterval   time.Duration // server pings (30s)
+	WriteTimeout   time.Duration // a write blocked this long closes (10s)
+	MaxPending     int           // messages awaiting the durable log before sends are refused (100000)
+}
+
+// DefaultLimits are the limits used for zero fields.
+var DefaultLimits = Limits{
+	FrameBytes: 16 << 10, HardFrameBytes: 1 << 20, BodyBytes: natter.MaxBodyBytes, RoomsPerConn: 100,
+	HistoryPage: 200, ResumeMax: 5000, QueueBytes: 4 << 20, IdleTimeout: 75 * time.Second,
+	PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second, MaxPending: 100000,
+}
+
+func (l *Limits) fill() {
+	d := DefaultLimits
+	set := func(v *int, def int) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	setD := func(v *time.Duration, def time.Duration) {
+		if *v <= 0 {
+			*v = def
+		}
+	}
+	set(&l.FrameBytes, d.FrameBytes)
+	set(&l.HardFrameBytes, d.HardFrameBytes)
+	set(&l.BodyBytes, d.BodyBytes)
+	set(&l.RoomsPerConn, d.RoomsPerConn)
+	set(&l.HistoryPage, d.HistoryPage)
+	set(&l.ResumeMax, d.ResumeMax)
+	set(&l.QueueBytes, d.QueueBytes)
+	set(&l.MaxPending, d.MaxPending)
+	setD(&l.IdleTimeout, d.IdleTimeout)
+	setD(&l.PingInterval, d.PingInterval)
+	setD(&l.WriteTimeout, d.WriteTimeout)
+}
+
+// Config configures a Gateway.
+type Config struct {
+	// ID names this gateway uniquely in its region ("" = random).
+	ID string
+	// Region is stamped on messages accepted here.
+	Region string
+	// NATS is the region's NATS connection; the gateway does not close it.
+	NATS *nats.Conn
+	// History and DurableLog serve history and resume.
+	History    History
+	DurableLog DurableLog
+	// Open lets a client pick any user name on connect (no token).
+	Open bool
+	// Limits; zero fields take DefaultLimits.
+	Limits Limits
+	// Checks are run by /readyz; each must answer within a second.
+	Checks map[string]func(context.Context) error
+	// Web serves everything outside /ws, /api and the health endpoints;
+	// nil serves nothing there.
+	Web http.Handler
+	// Registry receives the gateway's metrics; nil creates one.
+	Registry *prometheus.Registry
+	// ShutdownTimeout bounds the drain on shutdown (10s).
+	ShutdownTimeout time.Duration
+	// Log receives the gateway's logs; nil means slog.Default().
+	Log *slog.Logger
+}
+
+// Gateway is one gateway process's edge.
+type Gateway struct {
+	cfg     Config
+	log     *slog.Logger
+	met     *metrics
+	hub     *hub
+	durable *durable
+	ids     *natter.IDGen
+	up      websocket.Upgrader
+	mux     *http.ServeMux
+
+	mu       sync.Mutex
+	draining bool
+	conns    sync.WaitGroup
+}
+
+// New checks cfg and builds a gateway; Serve or Run starts it.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.NATS == nil || cfg.History == nil || cfg.DurableLog == nil {
+		return nil, errors.New("gateway: NATS, History and DurableLog are required")
+	}
+	if cfg.ID == "" {
+		var b [4]byte
+		_, _ = rand.Read(b[:])
+		cfg.ID = "gw-" + hex.EncodeToString(b[:])
+	}
+	if !natter.ValidRoom(cfg.ID) {
+		return nil, fmt.Errorf("gateway: id %q: use letters, digits, _ and -", cfg.ID)
+	}
+	if cfg.Region == "" {
+		cfg.Region = "local"
+	}
+	cfg.Limits.fill()
+	if cfg.ShutdownTimeout <= 0 {
+		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	log := cfg.Log
+	if log == nil {
+		log = slog.Default()
+	}
+	log = log.With("role", "gateway", "gateway", cfg.ID, "region", cfg.Region)
+	if cfg.Registry == nil {
+		cfg.Registry = prometheus.NewRegistry()
+	}
+	met := newMetrics()
+	for _, c := range met.all() {
+		if err := cfg.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: metrics: %w", err)
+		}
+	}
+	g := &Gateway{
+		cfg: cfg, log: log, met: met, ids: natter.NewIDGen(nil),
+		hub:     newHub(cfg.NATS, cfg.ID, log, met),
+		durable: newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, log, met),
+	}
+	g.up = websocket.Upgrader{
+		ReadBufferSize:  1024,
+		WriteBufferSize: 4096,
+		// Write buffers are only held while a write is in progress.
+		WriteBufferPool:  &sync.Pool{},
+		HandshakeTimeout: 10 * time.Second,
+		// Same-origin checking by default; issue-free for non-browser
+		// clients, which send no Origin.
+	}
+	g.mux = g.routes()
+	return g, nil
+}
+
+// ID returns the gateway's id.
+func (g *Gateway) ID() string { return g.cfg.ID }
+
+// Handler returns the gateway's HTTP handler.
+func (g *Gateway) Handler() http.Handler { return g.mux }
+
+// Run serves on ln until ctx is cancelled, then drains: it stops
+// accepting connections and sends, waits (up to ShutdownTimeout) for
+// accepted messages to reach the durable log so their acks go out, closes
+// every connection with "going away" and returns nil.
+func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
+	connCtx, stopConns := context.WithCancel(context.Background())
+	defer stopConns()
+	g.mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { g.serveWS(connCtx, w, r) })
+	durCtx, stopDurable := context.WithCancel(context.Background())
+	durDone := make(chan error, 1)
+	go func() { durDone <- g.durable.run(durCtx) }()
+	srv := &http.Server{Handler: g.mux, ReadHeaderTimeout: 10 * time.Second}
+	srvDone := make(chan error, 1)
+	go func() { srvDone <- srv.Serve(ln) }()
+	g.log.Info("gateway listening", "addr", ln.Addr().String(), "open", g.cfg.Open)
+	var err error
+	select {
+	case <-ctx.Done():
+	case err = <-srvDone:
+		if errors.Is(err, http.ErrServerClosed) {
+			err = nil
+		}
+	}
+	g.mu.Lock()
+	g.draining = true
+	g.mu.Unlock()
+	shutCtx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
+	defer cancel()
+	_ = srv.Shutdown(shutCtx)
+	for g.durable.count() > 0 && shutCtx.Err() == nil {
+		time.Sleep(20 * time.Millisecond) // acks arrive on NATS; nothing to wait on directly
+	}
+	if n := g.durable.count(); n > 0 {
+		g.log.Warn("shutdown with messages not yet durable; clients will resend them", "pending", n)
+	}
+	stopConns()
+	g.conns.Wait()
+	stopDurable()
+	<-durDone
+	g.log.Info("gateway stopped")
+	return err
+}
+
+func (g *Gateway) serveWS(ctx context.Context, w http.ResponseWriter, r *http.Request) {
+	g.mu.Lock()
+	if g.draining {
+		g.mu.Unlock()
+		http.Error(w, "shutting down", http.StatusServiceUnavailable)
+		return
+	}
+	g.conns.Add(1)
+	g.mu.Unlock()
+	defer g.conns.Done()
+	ws, err := g.up.Upgrade(w, r, nil)
+	if err != nil {
+		return // the upgrader has answered
+	}
+	newConn(g, ws, r.RemoteAddr).serve(ctx)
+}
+
+// authenticate returns the user a connect frame names.
+func (g *Gateway) authenticate(f protocol.ClientFrame) (string, error) {
+	if g.cfg.Open {
+		if f.User == "" {
+			return "", errors.New("user is required")
+		}
+		return f.User, nil
+	}
+	return "", errors.New("token authentication is not configured on this gateway")
+}
+
+// accept stamps a message, publishes it live and starts its durable hop;
+// ack is called once it is durable. A repeated (user, room, cid) is not
+// published again: ack gets the first send's id.
+func (g *Gateway) accept(user, room, cid, body string, ack ackFunc) error {
+	g.mu.Lock()
+	draining := g.draining
+	g.mu.Unlock()
+	if draining {
+		return errDraining
+	}
+	if cid != "" && g.durable.lookup(cidKey(user, room, cid), ack) {
+		return nil
+	}
+	id := g.ids.Next()
+	msg := natter.Message{ID: id.String(), Room: room, User: user, Body: body, TS: id.Time().UnixMilli(), Region: g.cfg.Region, CID: cid}
+	if _, err := g.durable.submit(msg, ack); err != nil {
+		return err
+	}
+	g.met.messagesIn.Inc()
+	if err := g.cfg.NATS.Publish(natter.MsgSubject(room), encodeMsg(msg)); err != nil {
+		// Live delivery failed; the message is still on its way to the
+		// log and reaches members through resume.
+		g.log.Warn("live publish", "room", room, "id", msg.ID, "err", err)
+	}
+	return nil
+}
+
+// resume returns room's messages after since: from the store, then from
+// the log what the store may lack, merged by id.
+func (g *Gateway) resume(ctx context.Context, room string, since natter.ID) ([]natter.Message, bool, error) {
+	start := time.Now()
+	defer func() { g.met.resumeSeconds.Observe(time.Since(start).Seconds()) }()
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	// Messages this gateway published live before the caller's room
+	// subscription existed may still be on their way to the log; wait for
+	// them so the log read below sees them.
+	for _, done := range g.durable.inflight(room) {
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return nil, false, fmt.Errorf("resume %s: waiting for the durable log: %w", room, ctx.Err())
+		}
+	}
+	limit := g.cfg.Limits.ResumeMax
+	tail, err := g.cfg.DurableLog.Mark(ctx, room, since)
+	if err != nil {
+		return nil, false, fmt.Errorf("resume %s: %w", room, err)
+	}
+	stored, err := g.cfg.History.After(ctx, room, since.String(), limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("resume %s: %w", room, err)
+	}
+	logged, more, err := tail(ctx, limit+1)
+	if err != nil {
+		return nil, false, fmt.Errorf("resume %s: %w", room, err)
+	}
+	seen := make(map[string]struct{}, len(stored)+len(logged))
+	all := make([]natter.Message, 0, len(stored)+len(logged))
+	for _, set := range [][]natter.Message{stored, logged} {
+		for _, m := range set {
+			if _, ok := seen[m.ID]; !ok {
+				seen[m.ID] = struct{}{}
+				all = append(all, m)
+			}
+		}
+	}
+	sort.Slice(all, func(i, j int) bool { return all[i].ID < all[j].ID })
+	if len(all) > limit {
+		all, more = all[:limit], true
+	}
+	return all, more, nil
+}

@@ -1,0 +1,73 @@
+// Package kafka is natter's adapter for Apache Kafka (IBM/sarama): the one
+// client configuration every role uses, topic creation, the producer the
+// bridge writes the durable log with, and the log reader that resume and
+// replay use.
+//
+// Messages are keyed by room, so one room lives in one partition and its
+// order in the log is the order the bridge produced it. The record
+// timestamp is the message's ts (CreateTime), which lets a reader seek by
+// time: a message id carries the same millisecond.
+package kafka
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/IBM/sarama"
+)
+
+// Version is the Kafka protocol version natter speaks; it works with Kafka
+// 3.x and 4.x and with the embedded broker.
+var version = sarama.V3_9_0_0
+
+// NewConfig returns the sarama configuration natter uses, for the role
+// named clientID: idempotent producer with acks=all and one request in
+// flight per broker (which keeps per-partition order across retries),
+// hash partitioning on the key, manual offset commits for consumers.
+func NewConfig(clientID string) *sarama.Config {
+	c := sarama.NewConfig()
+	c.ClientID = clientID
+	c.Version = version
+	c.Net.MaxOpenRequests = 1
+	c.Net.DialTimeout = 5 * time.Second
+	c.Metadata.Retry.Max = 5
+	c.Metadata.Retry.Backoff = 200 * time.Millisecond
+	c.Producer.Idempotent = true
+	c.Producer.RequiredAcks = sarama.WaitForAll
+	c.Producer.Partitioner = sarama.NewHashPartitioner
+	c.Producer.Return.Successes = true
+	c.Producer.Return.Errors = true
+	c.Producer.Retry.Max = 10
+	c.Producer.Retry.Backoff = 100 * time.Millisecond
+	// Linger briefly so concurrent sends share a produce request.
+	c.Producer.Flush.Frequency = time.Millisecond
+	c.Producer.Flush.Messages = 256
+	c.Producer.Flush.MaxMessages = 2048
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	c.Consumer.Offsets.AutoCommit.Enable = false
+	c.Consumer.Return.Errors = true
+	return c
+}
+
+// EnsureTopic creates topic with partitions partitions if it does not
+// exist. An existing topic is left as it is.
+func EnsureTopic(brokers []string, topic string, partitions int32) error {
+	admin, err := sarama.NewClusterAdmin(brokers, NewConfig("natter-admin"))
+	if err != nil {
+		return fmt.Errorf("kafka: connect to %v: %w", brokers, err)
+	}
+	defer admin.Close()
+	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1}, false)
+	var te *sarama.TopicError
+	if err != nil && !(errors.As(err, &te) && te.Err == sarama.ErrTopicAlreadyExists) && !errors.Is(err, sarama.ErrTopicAlreadyExists) {
+		return fmt.Errorf("kafka: create topic %s: %w", topic, err)
+	}
+	return nil
+}
+
+// partitionOf returns the partition the producer's hash partitioner picks
+// for room among n partitions.
+func partitionOf(topic, room string, n int32) (int32, error) {
+	return sarama.NewHashPartitioner(topic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(room)}, n)
+}

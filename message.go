@@ -1,0 +1,69 @@
+// The message envelope shared by every role.
+
+package natter
+
+import (
+	"fmt"
+	"unicode/utf8"
+)
+
+// MaxBodyBytes is the default upper bound of a message body in bytes.
+const MaxBodyBytes = 4096
+
+// MaxCIDLen is the longest client id (cid) accepted.
+const MaxCIDLen = 64
+
+// Message is a chat message as it travels between roles: on NATS, in
+// Kafka (JSON value, key = Room) and as a row in PostgreSQL.
+type Message struct {
+	// ID is the message id (see ID), stamped by the gateway.
+	ID string `json:"id"`
+	// Room is a valid room name.
+	Room string `json:"room"`
+	// User is the sender.
+	User string `json:"user"`
+	// Body is the text, valid UTF-8 without NUL bytes.
+	Body string `json:"body"`
+	// TS is the gateway's receive time in Unix milliseconds.
+	TS int64 `json:"ts"`
+	// Region is the region whose gateway accepted the message.
+	Region string `json:"region"`
+	// CID is the sender's client id, used to make retries idempotent.
+	CID string `json:"cid,omitempty"`
+}
+
+// CheckBody returns an error if body is empty, longer than max bytes, not
+// valid UTF-8 or contains NUL (which PostgreSQL text cannot hold).
+func CheckBody(body string, max int) error {
+	switch {
+	case body == "":
+		return fmt.Errorf("body is empty")
+	case len(body) > max:
+		return fmt.Errorf("body is %d bytes, limit is %d", len(body), max)
+	case !utf8.ValidString(body):
+		return fmt.Errorf("body is not valid UTF-8")
+	}
+	for i := 0; i < len(body); i++ {
+		if body[i] == 0 {
+			return fmt.Errorf("body contains a NUL character")
+		}
+	}
+	return nil
+}
+
+// CheckCID returns an error if cid is empty, too long or has characters
+// outside printable ASCII.
+func CheckCID(cid string) error {
+	if cid == "" {
+		return fmt.Errorf("cid is required")
+	}
+	if len(cid) > MaxCIDLen {
+		return fmt.Errorf("cid is longer than %d characters", MaxCIDLen)
+	}
+	for i := 0; i < len(cid); i++ {
+		if cid[i] < 0x21 || cid[i] > 0x7e {
+			return fmt.Errorf("cid has a character outside printable ASCII")
+		}
+	}
+	return nil
+}

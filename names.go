@@ -1,0 +1,27 @@
+// Names of NATS subjects, Kafka topics and consumer groups. Only these
+// functions build them, and only from validated room names.
+
+package natter
+
+// Subject prefixes and fixed subjects on a region's NATS.
+const (
+	// SubjectDurable is where gateways send messages for the bridge to
+	// write to Kafka (request/reply, queue group QueueBridge).
+	SubjectDurable = "natter.durable"
+	// QueueBridge is the NATS queue group the bridges of a region share.
+	QueueBridge = "natter-bridge"
+	// DefaultTopic is the Kafka topic holding every message.
+	DefaultTopic = "natter.messages"
+	// DefaultPersisterGroup is the Kafka consumer group of the persister.
+	DefaultPersisterGroup = "natter-persister"
+)
+
+// MsgSubject is the NATS subject carrying room's chat messages.
+func MsgSubject(room string) string { return "natter.room." + room + ".msg" }
+
+// EventSubject is the NATS subject carrying room's presence and typing
+// events.
+func EventSubject(room string) string { return "natter.room." + room + ".evt" }
+
+// RoomWildcard matches every subject of room.
+func RoomWildcard(room string) string { return "natter.room." + room + ".>" }

@@ -1,0 +1,162 @@
+// Frame types and their encoding.
+
+package protocol
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+)
+
+// MaxRefLen is the longest "ref" echoed back.
+const MaxRefLen = 64
+
+// ClientFrame is any client frame; which fields matter depends on Op.
+type ClientFrame struct {
+	Op     string `json:"op"`
+	Ref    string `json:"ref,omitempty"`
+	Token  string `json:"token,omitempty"`
+	User   string `json:"user,omitempty"`
+	Room   string `json:"room,omitempty"`
+	Since  string `json:"since,omitempty"`
+	CID    string `json:"cid,omitempty"`
+	Body   string `json:"body,omitempty"`
+	Before string `json:"before,omitempty"`
+	Limit  int    `json:"limit,omitempty"`
+}
+
+// DecodeError is returned by Decode; Code says which error frame to send.
+type DecodeError struct {
+	Code Code
+	Msg  string
+}
+
+func (e *DecodeError) Error() string { return string(e.Code) + ": " + e.Msg }
+
+// Decode parses one client frame. It never panics, whatever data holds.
+func Decode(data []byte) (ClientFrame, error) {
+	var f ClientFrame
+	data = bytes.TrimSpace(data)
+	if len(data) == 0 || data[0] != '{' {
+		return f, &DecodeError{CodeBadFrame, "frame must be a JSON object"}
+	}
+	if err := json.Unmarshal(data, &f); err != nil {
+		return ClientFrame{}, &DecodeError{CodeBadFrame, "malformed JSON: " + jsonErrText(err)}
+	}
+	if len(f.Ref) > MaxRefLen {
+		f.Ref = ""
+		return f, &DecodeError{CodeBadFrame, fmt.Sprintf("ref is longer than %d bytes", MaxRefLen)}
+	}
+	switch f.Op {
+	case OpConnect, OpJoin, OpLeave, OpSend, OpHistory, OpTyping, OpPing:
+		return f, nil
+	case "":
+		return f, &DecodeError{CodeUnknownOp, "op is missing"}
+	default:
+		return f, &DecodeError{CodeUnknownOp, "unknown op"}
+	}
+}
+
+// jsonErrText describes a JSON error without echoing user input.
+func jsonErrText(err error) string {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return fmt.Sprintf("syntax error at byte %d", e.Offset)
+	case *json.UnmarshalTypeError:
+		return fmt.Sprintf("field %q has the wrong type", e.Field)
+	default:
+		return "cannot parse"
+	}
+}
+
+// Msg is a delivered chat message, also the payload on a room's NATS
+// subject: encoded once by the gateway that accepted it and forwarded
+// verbatim to every member.
+type Msg struct {
+	Op     string `json:"op"`
+	Room   string `json:"room"`
+	ID     string `json:"id"`
+	User   string `json:"user"`
+	Body   string `json:"body"`
+	TS     int64  `json:"ts"`
+	Region string `json:"region,omitempty"`
+}
+
+// Connected answers connect.
+type Connected struct {
+	Op      string `json:"op"`
+	User    string `json:"user"`
+	Session string `json:"session"`
+	Version int    `json:"version"`
+}
+
+// Joined answers join. Resumed counts the stored messages sent before it
+// because of since; More is true when there were more than the resume
+// limit (page the rest with history).
+type Joined struct {
+	Op      string   `json:"op"`
+	Room    string   `json:"room"`
+	Members []string `json:"members"`
+	Resumed int      `json:"resumed"`
+	More    bool     `json:"more,omitempty"`
+}
+
+// Left answers leave.
+type Left struct {
+	Op   string `json:"op"`
+	Room string `json:"room"`
+}
+
+// Ack confirms a send is durable.
+type Ack struct {
+	Op  string `json:"op"`
+	CID string `json:"cid"`
+	ID  string `json:"id"`
+	TS  int64  `json:"ts"`
+}
+
+// History answers history: Messages newest last.
+type History struct {
+	Op       string `json:"op"`
+	Room     string `json:"room"`
+	Messages []Msg  `json:"messages"`
+	More     bool   `json:"more"`
+}
+
+// Presence tells who joined or left a room.
+type Presence struct {
+	Op     string   `json:"op"`
+	Room   string   `json:"room"`
+	Joined []string `json:"joined,omitempty"`
+	Left   []string `json:"left,omitempty"`
+}
+
+// Typing tells that a member is typing.
+type Typing struct {
+	Op   string `json:"op"`
+	Room string `json:"room"`
+	User string `json:"user"`
+}
+
+// Error reports a problem with a frame.
+type Error struct {
+	Op      string `json:"op"`
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+	Ref     string `json:"ref,omitempty"`
+}
+
+// Pong answers ping.
+type Pong struct {
+	Op string `json:"op"`
+}
+
+// Encode marshals a server frame. Server frames are built from validated
+// values, so an error here is a programming error and panics.
+func Encode(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("protocol: encode %T: %v", v, err))
+	}
+	return b
+}

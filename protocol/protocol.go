@@ -1,0 +1,104 @@
+// Package protocol is natter's client wire protocol: JSON objects over
+// WebSocket text frames. This comment is the specification; docs/protocol.md
+// repeats it with examples.
+//
+// # Framing
+//
+// A client sends one JSON object per text frame. A server text frame carries
+// one or more JSON objects separated by a newline ('\n'); JSON encoding never
+// puts a raw newline inside an object, so clients split on '\n'. Packing
+// several objects into one frame lets the server write many deliveries with
+// one frame and one system call. Binary frames are refused.
+//
+// Every object has an "op". Client frames may carry "ref", an opaque string
+// of at most 64 bytes that the server echoes in the error caused by that
+// frame. Unknown fields are ignored.
+//
+// # Client → server
+//
+//	connect  {token?, user?}           first frame; user names you in open mode
+//	join     {room, since?}            join a room; since = last id seen
+//	leave    {room}
+//	send     {room, cid, body}         cid: client id, unique per message
+//	history  {room, before?, limit?}   a page of older messages
+//	typing   {room}
+//	ping     {}
+//
+// # Server → client
+//
+//	connected {user, session, version}
+//	joined    {room, members, resumed, more}
+//	left      {room}
+//	msg       {room, id, user, body, ts, region}
+//	ack       {cid, id, ts}
+//	history   {room, messages, more}
+//	presence  {room, joined?, left?}
+//	typing    {room, user}
+//	error     {code, message, ref?}
+//	pong      {}
+//
+// A message is acked only once it is in the durable log (Kafka); a client
+// keeps unacked messages and resends them with the same cid after a
+// reconnect: the server never stores or delivers a (user, room, cid) twice.
+//
+// # Errors
+//
+// Error codes are the Code constants below. After an error the connection
+// stays open, except for frames larger than the hard limit, which close it
+// with WebSocket status 1009.
+package protocol
+
+// Version is the protocol version sent in "connected".
+//
+// Changelog:
+//
+//	1: first version.
+const Version = 1
+
+// Ops of client frames.
+const (
+	OpConnect = "connect"
+	OpJoin    = "join"
+	OpLeave   = "leave"
+	OpSend    = "send"
+	OpHistory = "history"
+	OpTyping  = "typing"
+	OpPing    = "ping"
+)
+
+// Ops of server frames.
+const (
+	OpConnected = "connected"
+	OpJoined    = "joined"
+	OpLeft      = "left"
+	OpMsg       = "msg"
+	OpAck       = "ack"
+	OpPresence  = "presence"
+	OpError     = "error"
+	OpPong      = "pong"
+)
+
+// Code is an error code carried by an error frame or an HTTP error body.
+type Code string
+
+// Error codes.
+const (
+	CodeBadFrame     Code = "bad_frame"         // not a JSON object, or a binary frame
+	CodeUnknownOp    Code = "unknown_op"        // "op" missing or not known
+	CodeTooLarge     Code = "too_large"         // frame over the frame limit
+	CodeNotConnected Code = "not_connected"     // a frame before connect
+	CodeAlreadyConn  Code = "already_connected" // a second connect
+	CodeUnauthorized Code = "unauthorized"      // bad or missing credentials
+	CodeInvalidUser  Code = "invalid_user"      // user name breaks the rule
+	CodeInvalidRoom  Code = "invalid_room"      // room name breaks the rule
+	CodeNotJoined    Code = "not_joined"        // send/typing to a room not joined
+	CodeTooManyRooms Code = "too_many_rooms"    // over the rooms-per-connection limit
+	CodeInvalidCID   Code = "invalid_cid"       // cid missing, too long or not printable ASCII
+	CodeInvalidBody  Code = "invalid_body"      // body empty, too long, not UTF-8 or has NUL
+	CodeInvalidID    Code = "invalid_id"        // since/before is not a message id
+	CodeInvalidLimit Code = "invalid_limit"     // history limit out of range
+	CodeUnavailable  Code = "unavailable"       // the durable path is saturated; retry later
+	CodeInternal     Code = "internal"          // a server-side failure; retry later
+	CodeShuttingDown Code = "shutting_down"     // the gateway is draining; reconnect elsewhere
+	CodeSlowConsumer Code = "slow_consumer"     // close reason: the client did not read fast enough
+)
