@@ -21,6 +21,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
+	"path/filepath"
 	"strconv"
 	"syscall"
 )
@@ -72,6 +74,26 @@ func freePort(host string) (int, error) {
 	}
 	defer ln.Close()
 	return ln.Addr().(*net.TCPAddr).Port, nil
+}
+
+// lockDir takes an exclusive lock on dir for service, so that two natter
+// processes never run one service on one data dir. The kernel drops the
+// lock when the process dies, so a kill -9 leaves no stale lock behind, and
+// the file is opened close-on-exec, so child processes do not hold it.
+func lockDir(service, dir string) (unlock func() error, err error) {
+	path := filepath.Join(dir, "natter-"+service+".lock")
+	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
+	if err != nil {
+		return nil, fmt.Errorf("%s: open lock file: %w", service, err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, fmt.Errorf("%s: data dir %s is in use by another natter process; stop it or use another data dir", service, dir)
+		}
+		return nil, fmt.Errorf("%s: lock data dir %s: %w", service, dir, err)
+	}
+	return f.Close, nil // closing the file releases the lock
 }
 
 func orDefault(s, def string) string {

@@ -12,7 +12,6 @@ import (
 	"log/slog"
 	"net"
 	"os"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -99,7 +98,12 @@ func StartKafka(cfg KafkaConfig, log *slog.Logger) (*Kafka, error) {
 		opts = append(opts, kfake.Ports(cfg.Port))
 	}
 	if cfg.DataDir != "" {
-		unlock, err := lockDir(cfg.DataDir)
+		if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+			return nil, fmt.Errorf("kafka: create data dir: %w", err)
+		}
+		// kfake does not lock its data dir, and two brokers writing one
+		// log would corrupt it.
+		unlock, err := lockDir("kafka", cfg.DataDir)
 		if err != nil {
 			return nil, err
 		}
@@ -174,29 +178,6 @@ func (k *Kafka) releaseLock() error {
 	err := k.unlock()
 	k.unlock = nil
 	return err
-}
-
-// lockDir takes an exclusive lock on dir, creating it if needed. kfake does
-// not lock its data dir, and two brokers writing one log would corrupt it.
-// The kernel drops the lock when the process dies, so a kill -9 leaves no
-// stale lock behind.
-func lockDir(dir string) (unlock func() error, err error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("kafka: create data dir: %w", err)
-	}
-	path := filepath.Join(dir, "natter-kafka.lock")
-	f, err := os.OpenFile(path, os.O_CREATE|os.O_RDWR, 0o640)
-	if err != nil {
-		return nil, fmt.Errorf("kafka: open lock file: %w", err)
-	}
-	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, syscall.EWOULDBLOCK) {
-			return nil, fmt.Errorf("kafka: data dir %s is in use by another natter process; stop it or use another data dir", dir)
-		}
-		return nil, fmt.Errorf("kafka: lock data dir %s: %w", dir, err)
-	}
-	return f.Close, nil // closing the file releases the lock
 }
 
 // kfakeLogger bridges kfake's logger to slog. kfake logs every request at

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net/url"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -107,6 +108,7 @@ func StartNATS(cfg NATSConfig, log *slog.Logger) (*NATS, error) {
 		srv.WaitForShutdown()
 		return nil, fmt.Errorf("nats: start server: %s", why)
 	}
+	sl.started.Store(true)
 	n := &NATS{srv: srv, log: log}
 	log.Info("nats server started", slog.String("client_url", n.ClientURL()), slog.String("cluster_url", n.ClusterURL()))
 	return n, nil
@@ -212,13 +214,24 @@ type natsLogger struct {
 	log *slog.Logger
 	// fatal receives the first Fatalf line. nats-server's own logger exits
 	// the process on Fatalf; embedded, we turn it into StartNATS's error.
-	fatal chan string
+	fatal   chan string
+	started atomic.Bool
 }
 
-func (l *natsLogger) Noticef(format string, v ...any) { l.log.Info(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Warnf(format string, v ...any)   { l.log.Warn(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Errorf(format string, v ...any)  { l.log.Error(fmt.Sprintf(format, v...)) }
-func (l *natsLogger) Debugf(format string, v ...any)  { l.log.Debug(fmt.Sprintf(format, v...)) }
+// Noticef logs at info once the server runs. Start-up notices, a banner
+// of version, name and listeners, go to debug: StartNATS sums them up in one
+// info line.
+func (l *natsLogger) Noticef(format string, v ...any) {
+	level := slog.LevelDebug
+	if l.started.Load() {
+		level = slog.LevelInfo
+	}
+	l.log.Log(context.Background(), level, fmt.Sprintf(format, v...))
+}
+
+func (l *natsLogger) Warnf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
+func (l *natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 
 func (l *natsLogger) Tracef(format string, v ...any) {
 	l.log.Log(context.Background(), levelTrace, fmt.Sprintf(format, v...))

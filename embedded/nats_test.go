@@ -39,8 +39,14 @@ func TestNATSInProcessConnectionsPublishAndSubscribe(t *testing.T) {
 	if u := n.ClientURL(); u != "" {
 		t.Errorf("ClientURL with DontListen = %q, want empty", u)
 	}
-	sub, err := connectNATS(t, n, "sub").SubscribeSync("room.lobby")
+	subConn := connectNATS(t, n, "sub")
+	sub, err := subConn.SubscribeSync("room.lobby")
 	if err != nil {
+		t.Fatal(err)
+	}
+	// Flush: the server must have the subscription before another
+	// connection publishes.
+	if err := subConn.Flush(); err != nil {
 		t.Fatal(err)
 	}
 	pub := connectNATS(t, n, "pub")

@@ -73,6 +73,7 @@ type Postgres struct {
 	stopped chan struct{} // closed when Close begins, so the exit is expected
 	sockDir string
 	tmpSock bool // sockDir is ours to remove
+	logw    *pgLogWriter
 	log     *slog.Logger
 
 	closeOnce sync.Once
@@ -117,17 +118,13 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig, log *slog.Logger) (*
 	if err := stopLeftover(pgdata, log); err != nil {
 		return nil, err
 	}
-	if _, err := os.Stat(filepath.Join(pgdata, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
-		if err := initdb(ctx, bin, dir, cfg.Fast, as, log); err != nil {
-			return nil, err
-		}
-	}
 
 	p := &Postgres{
 		port:    cfg.Port,
 		exited:  make(chan struct{}),
 		stopped: make(chan struct{}),
 		sockDir: filepath.Join(dir, "run"),
+		logw:    &pgLogWriter{log: log},
 		log:     log,
 	}
 	if p.port == 0 {
@@ -138,11 +135,15 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig, log *slog.Logger) (*
 		"pass --embedded-postgres-port 0 to pick a free port, or stop the other process"); err != nil {
 		return nil, err
 	}
+	if _, err := os.Stat(filepath.Join(pgdata, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
+		if err := initdb(ctx, bin, dir, cfg.Fast, as, log); err != nil {
+			return nil, err
+		}
+	}
 	if err := p.makeSockDir(as); err != nil {
 		return nil, err
 	}
 
-	logw := &pgLogWriter{log: log}
 	args := []string{"-D", pgdata, "-p", strconv.Itoa(p.port),
 		"-c", "listen_addresses=127.0.0.1",
 		"-c", "unix_socket_directories=" + p.sockDir,
@@ -155,7 +156,7 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig, log *slog.Logger) (*
 	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.Dir = dir
-	cmd.Stdout, cmd.Stderr = logw, logw
+	cmd.Stdout, cmd.Stderr = p.logw, p.logw
 	cmd.SysProcAttr = &syscall.SysProcAttr{
 		// Fast shutdown when natter dies: SIGTERM would be a smart shutdown,
 		// which waits for every client, and an idle psql would keep it up.
@@ -169,7 +170,7 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig, log *slog.Logger) (*
 		p.removeSockDir()
 		return nil, fmt.Errorf("postgres: start %s: %w", cmd.Path, err)
 	}
-	if err := p.waitReady(ctx, pgdata, logw); err != nil {
+	if err := p.waitReady(ctx, pgdata); err != nil {
 		p.Close()
 		return nil, err
 	}
@@ -227,7 +228,7 @@ func (p *Postgres) start(cmd *exec.Cmd) error {
 // does, by reading the status line of postmaster.pid: polling with client
 // connections instead would log a FATAL line for each try while PostgreSQL
 // starts up. Then it creates the natter database if it is missing.
-func (p *Postgres) waitReady(ctx context.Context, pgdata string, logw *pgLogWriter) error {
+func (p *Postgres) waitReady(ctx context.Context, pgdata string) error {
 	ctx, cancel := context.WithTimeout(ctx, pgStartTimeout)
 	defer cancel()
 	tick := time.NewTicker(20 * time.Millisecond)
@@ -235,7 +236,7 @@ func (p *Postgres) waitReady(ctx context.Context, pgdata string, logw *pgLogWrit
 	for !postmasterReady(pgdata, p.proc.Pid) {
 		select {
 		case <-p.exited:
-			return fmt.Errorf("postgres: server exited while starting: %s", logw.lastProblem())
+			return fmt.Errorf("postgres: server exited while starting: %s", p.logw.lastProblem())
 		case <-ctx.Done():
 			return fmt.Errorf("postgres: server not ready: %w", ctx.Err())
 		case <-tick.C:
@@ -269,6 +270,7 @@ func (p *Postgres) stop() error {
 	if p.proc == nil {
 		return nil
 	}
+	p.logw.stopping.Store(true)
 	_ = p.proc.Signal(syscall.SIGINT) // fails only if it already exited
 	select {
 	case <-p.exited:

@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 )
@@ -293,6 +294,9 @@ func lastLines(out []byte, n int) string {
 // and remembers the last problem so a failed start can say why.
 type pgLogWriter struct {
 	log *slog.Logger
+	// stopping is set when natter stops the server. Sessions it ends then
+	// log FATAL lines that are no news, so only PANIC stays loud.
+	stopping atomic.Bool
 
 	mu      sync.Mutex
 	partial []byte
@@ -325,6 +329,9 @@ func (w *pgLogWriter) logLine(line string) {
 		level = slog.LevelWarn
 	case "ERROR":
 		level = slog.LevelInfo
+	}
+	if w.stopping.Load() && level < slog.LevelError {
+		level = slog.LevelDebug
 	}
 	if level >= slog.LevelWarn {
 		w.problem = line

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"unicode/utf8"
 )
 
 // MaxRefLen is the longest "ref" echoed back.
@@ -40,6 +41,13 @@ func Decode(data []byte) (ClientFrame, error) {
 	if len(data) == 0 || data[0] != '{' {
 		return f, &DecodeError{CodeBadFrame, "frame must be a JSON object"}
 	}
+	// encoding/json would silently turn invalid UTF-8 into U+FFFD.
+	if !utf8.Valid(data) {
+		return f, &DecodeError{CodeBadFrame, "frame is not valid UTF-8"}
+	}
+	if tooDeep(data, maxDepth) {
+		return f, &DecodeError{CodeBadFrame, "JSON is nested too deeply; client frames are flat objects"}
+	}
 	if err := json.Unmarshal(data, &f); err != nil {
 		return ClientFrame{}, &DecodeError{CodeBadFrame, "malformed JSON: " + jsonErrText(err)}
 	}
@@ -55,6 +63,37 @@ func Decode(data []byte) (ClientFrame, error) {
 	default:
 		return f, &DecodeError{CodeUnknownOp, "unknown op"}
 	}
+}
+
+// maxDepth bounds nesting in a client frame; valid frames have depth 1.
+const maxDepth = 8
+
+// tooDeep reports whether data nests objects or arrays deeper than max,
+// scanning outside strings only. It keeps the decoder from walking
+// pathological input.
+func tooDeep(data []byte, max int) bool {
+	depth, inStr, esc := 0, false, false
+	for _, c := range data {
+		switch {
+		case esc:
+			esc = false
+		case inStr:
+			if c == '\\' {
+				esc = true
+			} else if c == '"' {
+				inStr = false
+			}
+		case c == '"':
+			inStr = true
+		case c == '{' || c == '[':
+			if depth++; depth > max {
+				return true
+			}
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return false
 }
 
 // jsonErrText describes a JSON error without echoing user input.

@@ -113,4 +113,3 @@ func splitList(s string) []string {
 	}
 	return out
 }
-
