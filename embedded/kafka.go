@@ -119,7 +119,7 @@ func StartKafka(cfg KafkaConfig, log *slog.Logger) (*Kafka, error) {
 		k.releaseLock()
 		addr := net.JoinHostPort(host, strconv.Itoa(cfg.Port))
 		if errors.Is(err, syscall.EADDRINUSE) {
-			return nil, listenError("kafka", addr, "pass --embedded-kafka-port or stop the other process", err)
+			return nil, &PortInUseError{Service: "kafka", Addr: addr, Hint: "pass --embedded-kafka-port or stop the other process"}
 		}
 		return nil, fmt.Errorf("kafka: start broker on %s (data dir %q): %w", addr, cfg.DataDir, err)
 	}

@@ -61,10 +61,12 @@ type PostgresConfig struct {
 // Postgres is a running private PostgreSQL cluster.
 //
 // The postmaster is natter's child process. It gets SIGINT (fast shutdown)
-// when natter dies, even by kill -9, so it never outlives natter on Linux.
-// Should one be left running anyway (say, by an older natter), the next
-// StartPostgres on the same Dir stops it and starts its own, so that there
-// is one owner and the port is the configured one.
+// when natter dies, even by kill -9, so it does not outlive natter on Linux.
+// natter also holds a lock on Dir while it runs, which the kernel drops when
+// natter dies. So a postmaster found running on Dir when StartPostgres holds
+// the lock has lost its natter (say, an older one killed before Pdeathsig
+// could fire): StartPostgres stops it and starts its own, rather than adopt
+// it, so that there is one owner and the port is the configured one.
 type Postgres struct {
 	port    int
 	proc    *os.Process
@@ -72,7 +74,8 @@ type Postgres struct {
 	waitErr error         // the postmaster's exit status; read after exited
 	stopped chan struct{} // closed when Close begins, so the exit is expected
 	sockDir string
-	tmpSock bool // sockDir is ours to remove
+	tmpSock bool         // sockDir is ours to remove
+	unlock  func() error // releases the lock on Dir
 	logw    *pgLogWriter
 	log     *slog.Logger
 
@@ -113,35 +116,71 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig, log *slog.Logger) (*
 	if err := as.prepare(dir); err != nil {
 		return nil, err
 	}
-
-	pgdata := filepath.Join(dir, "data")
-	if err := stopLeftover(pgdata, log); err != nil {
+	unlock, err := lockDir("postgres", dir)
+	if err != nil {
 		return nil, err
 	}
-
 	p := &Postgres{
 		port:    cfg.Port,
 		exited:  make(chan struct{}),
 		stopped: make(chan struct{}),
 		sockDir: filepath.Join(dir, "run"),
+		unlock:  unlock,
 		logw:    &pgLogWriter{log: log},
 		log:     log,
 	}
+	if err := p.start(ctx, cfg, bin, dir, as); err != nil {
+		p.Close()
+		return nil, err
+	}
+	log.Info("postgres started", slog.String("dir", dir), slog.Int("port", p.port), slog.String("bin", bin))
+	return p, nil
+}
+
+// URL is the connection URL of the natter database, e.g.
+// "postgres://natter@127.0.0.1:5432/natter?sslmode=disable".
+func (p *Postgres) URL() string {
+	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", pgSuperuser, p.port, pgDatabase)
+}
+
+// Close stops the postmaster with a fast shutdown (open sessions are ended,
+// their transactions rolled back, everything committed is kept) and waits
+// until it has exited. It is safe to call more than once.
+func (p *Postgres) Close() error {
+	p.closeOnce.Do(func() {
+		close(p.stopped)
+		p.closeErr = errors.Join(p.stop(), p.unlock())
+		p.removeSockDir()
+		if p.proc != nil {
+			p.log.Info("postgres stopped")
+		}
+	})
+	return p.closeErr
+}
+
+// start gets the cluster in dir running: it stops a leftover postmaster,
+// runs initdb on the first start, starts the postmaster and waits for it.
+func (p *Postgres) start(ctx context.Context, cfg PostgresConfig, bin, dir string, as *osUser) error {
+	pgdata := filepath.Join(dir, "data")
+	if err := stopLeftover(pgdata, p.log); err != nil {
+		return err
+	}
 	if p.port == 0 {
+		var err error
 		if p.port, err = freePort("127.0.0.1"); err != nil {
-			return nil, fmt.Errorf("postgres: %w", err)
+			return fmt.Errorf("postgres: %w", err)
 		}
 	} else if err := checkPortFree("postgres", "127.0.0.1", p.port,
 		"pass --embedded-postgres-port 0 to pick a free port, or stop the other process"); err != nil {
-		return nil, err
+		return err
 	}
 	if _, err := os.Stat(filepath.Join(pgdata, "PG_VERSION")); errors.Is(err, os.ErrNotExist) {
-		if err := initdb(ctx, bin, dir, cfg.Fast, as, log); err != nil {
-			return nil, err
+		if err := initdb(ctx, bin, dir, cfg.Fast, as, p.log); err != nil {
+			return err
 		}
 	}
 	if err := p.makeSockDir(as); err != nil {
-		return nil, err
+		return err
 	}
 
 	args := []string{"-D", pgdata, "-p", strconv.Itoa(p.port),
@@ -166,42 +205,17 @@ func StartPostgres(ctx context.Context, cfg PostgresConfig, log *slog.Logger) (*
 		Setpgid: true,
 	}
 	as.apply(cmd)
-	if err := p.start(cmd); err != nil {
-		p.removeSockDir()
-		return nil, fmt.Errorf("postgres: start %s: %w", cmd.Path, err)
+	if err := p.spawn(cmd); err != nil {
+		return fmt.Errorf("postgres: start %s: %w", cmd.Path, err)
 	}
-	if err := p.waitReady(ctx, pgdata); err != nil {
-		p.Close()
-		return nil, err
-	}
-	log.Info("postgres started", slog.String("dir", dir), slog.Int("port", p.port), slog.String("bin", bin))
-	return p, nil
+	return p.waitReady(ctx, pgdata)
 }
 
-// URL is the connection URL of the natter database, e.g.
-// "postgres://natter@127.0.0.1:5432/natter?sslmode=disable".
-func (p *Postgres) URL() string {
-	return fmt.Sprintf("postgres://%s@127.0.0.1:%d/%s?sslmode=disable", pgSuperuser, p.port, pgDatabase)
-}
-
-// Close stops the postmaster with a fast shutdown (open sessions are ended,
-// their transactions rolled back, everything committed is kept) and waits
-// until it has exited. It is safe to call more than once.
-func (p *Postgres) Close() error {
-	p.closeOnce.Do(func() {
-		close(p.stopped)
-		p.closeErr = p.stop()
-		p.removeSockDir()
-		p.log.Info("postgres stopped")
-	})
-	return p.closeErr
-}
-
-// start starts cmd and a goroutine that waits for it. The goroutine keeps
+// spawn starts cmd and a goroutine that waits for it. The goroutine keeps
 // its OS thread for the child's lifetime because Pdeathsig fires when the
 // thread that forked the child exits, not the process: if Go retired that
 // thread, PostgreSQL would be told to shut down while natter is alive.
-func (p *Postgres) start(cmd *exec.Cmd) error {
+func (p *Postgres) spawn(cmd *exec.Cmd) error {
 	started := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()

@@ -227,12 +227,12 @@ func initdb(ctx context.Context, bin, dir string, fast bool, as *osUser, log *sl
 	return nil
 }
 
-// stopLeftover stops a postmaster still running on pgdata, which happens
-// only if natter died in a way Pdeathsig did not cover (another OS, an
-// older natter, a server started by hand). A postmaster.pid whose process
-// is gone is left for PostgreSQL, which replaces it; one whose pid now
-// belongs to an unrelated process is removed, because PostgreSQL would
-// refuse to start.
+// stopLeftover stops a postmaster still running on pgdata. The caller holds
+// the lock on the data dir, so that postmaster's natter is gone: it died in
+// a way Pdeathsig did not cover (an older natter, another OS, a server
+// started by hand). A postmaster.pid whose process is gone is left for
+// PostgreSQL, which replaces it; one whose pid now belongs to an unrelated
+// process is removed, because PostgreSQL would refuse to start.
 func stopLeftover(pgdata string, log *slog.Logger) error {
 	pidFile := filepath.Join(pgdata, "postmaster.pid")
 	data, err := os.ReadFile(pidFile)

@@ -1,6 +1,7 @@
 // Tests for the private PostgreSQL cluster: data kept across restarts, a
-// server left on the data dir, natter killed with -9, and the errors a user
-// without PostgreSQL or with a taken port sees.
+// data dir in use, a server left on it, natter killed with -9, and the
+// errors a user without PostgreSQL, with a taken port or, as root, with an
+// unreachable dir sees.
 
 package embedded
 
@@ -93,13 +94,21 @@ func TestPostgresKeepsDataAcrossRestart(t *testing.T) {
 	}
 }
 
-func TestPostgresStopsServerLeftRunningOnItsDir(t *testing.T) {
+func TestPostgresRefusesDirInUseAndStopsServerLeftOnIt(t *testing.T) {
 	dir := pgTestDir(t)
 	old := startPostgres(t, dir)
 	pgExec(t, old.URL(), "CREATE TABLE kept (id int); INSERT INTO kept VALUES (1)")
 
-	// A second start on the same dir, as after a natter whose postmaster
-	// outlived it, must stop the old server rather than fail or share.
+	_, err := StartPostgres(context.Background(), PostgresConfig{Dir: dir, Fast: true}, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "in use by another natter process") {
+		t.Fatalf("second start on a dir in use: err = %v", err)
+	}
+
+	// Drop the lock but leave the postmaster running: what a natter that
+	// died without taking its postmaster along leaves behind. The next
+	// start must stop that server, not fail and not share it.
+	mustNotErr(t, "unlock", old.unlock())
+	old.unlock = func() error { return nil }
 	p := startPostgres(t, dir)
 	select {
 	case <-old.exited:
@@ -207,5 +216,43 @@ func TestPostgresReportsTakenPortInOneLine(t *testing.T) {
 	var inUse *PortInUseError
 	if !errors.As(err, &inUse) || inUse.Service != "postgres" {
 		t.Errorf("error = %v, want a PortInUseError", err)
+	}
+}
+
+func TestPostgresAsRootRefusesDirItsUserCannotReach(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("only root runs PostgreSQL as another user")
+	}
+	parent := t.TempDir() // 0700, and its parent too
+	_, err := StartPostgres(context.Background(), PostgresConfig{Dir: filepath.Join(parent, "pg")}, testLogger(t))
+	if err == nil || !strings.Contains(err.Error(), "postgres: user postgres cannot reach "+filepath.Dir(parent)+" (mode 0700); ") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestPostgresMovesSocketOutOfDeepDirs(t *testing.T) {
+	p := &Postgres{sockDir: filepath.Join(t.TempDir(), strings.Repeat("deep/", 25), "run")}
+	if err := p.makeSockDir(nil); err != nil {
+		t.Fatal(err)
+	}
+	defer p.removeSockDir()
+	if !p.tmpSock || len(p.sockDir)+len("/.s.PGSQL.65535") > 100 {
+		t.Errorf("socket dir %s (temporary: %v) is too deep for a unix socket", p.sockDir, p.tmpSock)
+	}
+}
+
+func TestPostgresRemovesPidFileOfAnUnrelatedProcess(t *testing.T) {
+	pgdata := t.TempDir()
+	pidFile := filepath.Join(pgdata, "postmaster.pid")
+	// This test process is alive and is not a postmaster on pgdata: the
+	// pid of a killed postmaster, reused.
+	if err := os.WriteFile(pidFile, fmt.Appendf(nil, "%d\n%s\n", os.Getpid(), pgdata), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := stopLeftover(pgdata, testLogger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(pidFile); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("postmaster.pid still there: %v", err)
 	}
 }
