@@ -6,6 +6,7 @@
 //	natter gateway      a gateway with its embedded NATS server
 //	natter bridge       NATS → Kafka
 //	natter persister    Kafka → PostgreSQL
+//	natter healthcheck  GET a health URL, exit 0 on 200 (for containers)
 //
 // Run any of them with --help for its flags and environment variables.
 package main
@@ -59,8 +60,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runBridge(ctx, args)
 	case "persister":
 		return m.runPersister(ctx, args)
+	case "healthcheck":
+		return m.runHealthcheck(ctx, args)
 	case "help":
-		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister] [--help]")
+		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister|healthcheck] [--help]")
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q; try natter --help", cmd)
