@@ -25,3 +25,20 @@ func EventSubject(room string) string { return "natter.room." + room + ".evt" }
 
 // RoomWildcard matches every subject of room.
 func RoomWildcard(room string) string { return "natter.room." + room + ".>" }
+
+// Federation between regions over Redis pub/sub.
+const (
+	// FederationPattern matches every region's federation channel.
+	FederationPattern = "natter:fed:*"
+	// QueueFederation is the NATS queue group of the bridges' outbound
+	// federation, so each local message is published to Redis once.
+	QueueFederation = "natter-federation"
+)
+
+// FederationChannel is the Redis channel a region publishes its
+// locally originated messages and events on.
+func FederationChannel(region string) string { return "natter:fed:" + region }
+
+// RepairGroup is the Kafka consumer group with which region's bridges
+// repair federation gaps from the log.
+func RepairGroup(region string) string { return "natter-repair-" + region }

@@ -51,6 +51,16 @@ type NATSConfig struct {
 	// "nats://10.0.0.2:6222". A node may list itself: nats-server skips it,
 	// so every node of a region can be given the same list.
 	Routes []string
+
+	// LeafRemotes makes the server a leaf node of each hub URL (e.g.
+	// "nats-leaf://hub:7422"): the edge shape, where gateways connect out
+	// to a regional hub instead of meshing routes with each other. Leaf
+	// connections work with DontListen.
+	LeafRemotes []string
+	// LeafHost and LeafPort, with LeafPort non-zero, open a leaf-node
+	// listener: this server is the hub others connect to.
+	LeafHost string
+	LeafPort int
 }
 
 // NATS is a running in-process NATS server.
@@ -178,6 +188,17 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 	}
 	if cfg.DontListen {
 		opts.Port = 0
+	}
+	for _, r := range cfg.LeafRemotes {
+		u, err := url.Parse(r)
+		if err != nil || (u.Scheme != "nats" && u.Scheme != "nats-leaf") || u.Port() == "" {
+			return nil, fmt.Errorf("nats: leaf remote %q is not a nats-leaf://host:port URL", r)
+		}
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}})
+	}
+	if cfg.LeafPort != 0 {
+		opts.LeafNode.Host = orDefault(cfg.LeafHost, "127.0.0.1")
+		opts.LeafNode.Port = randomIfZero(cfg.LeafPort)
 	}
 	if !clustered {
 		return opts, nil

@@ -127,6 +127,10 @@ type Config struct {
 	Registry *prometheus.Registry
 	// ShutdownTimeout bounds the drain on shutdown (10s).
 	ShutdownTimeout time.Duration
+	// PresenceInterval is how often the gateway tells the region who is
+	// in its rooms (5s); a gateway silent for three intervals is taken to
+	// be gone and its members leave.
+	PresenceInterval time.Duration
 	// Log receives the gateway's logs; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -167,6 +171,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
 	}
+	if cfg.PresenceInterval <= 0 {
+		cfg.PresenceInterval = 5 * time.Second
+	}
 	log := cfg.Log
 	if log == nil {
 		log = slog.Default()
@@ -183,9 +190,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg: cfg, log: log, met: met, ids: natter.NewIDGen(nil),
-		hub:     newHub(cfg.NATS, cfg.ID, log, met),
 		durable: newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, log, met),
 	}
+	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.inflight, log, met)
 	g.up = websocket.Upgrader{
 		ReadBufferSize:  1024,
 		WriteBufferSize: 4096,
@@ -216,6 +223,8 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	durCtx, stopDurable := context.WithCancel(context.Background())
 	durDone := make(chan error, 1)
 	go func() { durDone <- g.durable.run(durCtx) }()
+	hubDone := make(chan struct{})
+	go func() { defer close(hubDone); g.hub.run(durCtx) }()
 	srv := &http.Server{Handler: g.mux, ReadHeaderTimeout: 10 * time.Second}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
@@ -244,6 +253,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	g.conns.Wait()
 	stopDurable()
 	<-durDone
+	<-hubDone
 	g.log.Info("gateway stopped")
 	return err
 }
@@ -319,6 +329,10 @@ func (g *Gateway) resume(ctx context.Context, room string, since natter.ID) ([]n
 		case <-ctx.Done():
 			return nil, false, fmt.Errorf("resume %s: waiting for the durable log: %w", room, ctx.Err())
 		}
+	}
+	// Likewise for the other gateways of the region.
+	if err := g.hub.flush(ctx, room); err != nil {
+		return nil, false, fmt.Errorf("resume %s: flush: %w", room, err)
 	}
 	limit := g.cfg.Limits.ResumeMax
 	tail, err := g.cfg.DurableLog.Mark(ctx, room, since)

@@ -6,11 +6,13 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"log/slog"
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -18,11 +20,26 @@ import (
 	"github.com/natter-chat/natter/protocol"
 )
 
-// event is a presence or typing event on a room's event subject.
+// event is a presence, typing or control event on a room's event subject.
+// Gateways of a region keep each other's members of a room in sync with
+// them: "join"/"leave" as they happen, "state" (all local members of the
+// room) every presence interval and in answer to "sync", which a gateway
+// sends when it starts following a room. A gateway not heard from for
+// three intervals is taken to be gone and its members leave.
 type event struct {
-	T    string `json:"t"` // "join", "leave", "typing"
-	User string `json:"user"`
-	GW   string `json:"gw"`
+	T     string   `json:"t"` // join, leave, typing, state, sync, flush
+	User  string   `json:"user,omitempty"`
+	Users []string `json:"users,omitempty"`
+	GW    string   `json:"gw"`
+	// Region is the region of the gateway that sent the event; bridges
+	// federate only their own region's events.
+	Region string `json:"region"`
+	Reply  string `json:"reply,omitempty"`
+}
+
+type remoteGW struct {
+	users map[string]struct{}
+	seen  time.Time
 }
 
 type room struct {
@@ -31,22 +48,82 @@ type room struct {
 
 	mu     sync.RWMutex
 	conns  map[*conn]struct{}
-	users  map[string]int                 // local connections per user
-	remote map[string]map[string]struct{} // gateway → users present there
+	users  map[string]int       // local connections per user
+	remote map[string]*remoteGW // other gateways' members
+
+	// foreign remembers the last ids of messages from other regions: they
+	// may arrive twice (through Redis and through repair from Kafka).
+	fmu     sync.Mutex
+	foreign map[string]struct{}
+	fring   []string
+	fnext   int
+}
+
+// foreignDupSize is how many recent other-region ids a room remembers.
+const foreignDupSize = 4096
+
+// seenForeign records id and reports whether it was already seen.
+func (r *room) seenForeign(id string) bool {
+	r.fmu.Lock()
+	defer r.fmu.Unlock()
+	if r.foreign == nil {
+		r.foreign = make(map[string]struct{}, 64)
+	}
+	if _, ok := r.foreign[id]; ok {
+		return true
+	}
+	if len(r.fring) < foreignDupSize {
+		r.fring = append(r.fring, id)
+	} else {
+		delete(r.foreign, r.fring[r.fnext])
+		r.fring[r.fnext] = id
+		r.fnext = (r.fnext + 1) % foreignDupSize
+	}
+	r.foreign[id] = struct{}{}
+	return false
 }
 
 type hub struct {
-	nc   *nats.Conn
-	gwID string
-	log  *slog.Logger
-	met  *metrics
+	nc       *nats.Conn
+	gwID     string
+	region   string
+	log      *slog.Logger
+	met      *metrics
+	interval time.Duration
+	// inflight returns the done channels of a room's messages not yet
+	// durable (the durable hop's), for flush requests.
+	inflight func(room string) []chan struct{}
 
 	mu    sync.Mutex // guards rooms; taken before room.mu
 	rooms map[string]*room
 }
 
-func newHub(nc *nats.Conn, gwID string, log *slog.Logger, met *metrics) *hub {
-	return &hub{nc: nc, gwID: gwID, log: log, met: met, rooms: make(map[string]*room)}
+func newHub(nc *nats.Conn, gwID, region string, interval time.Duration, inflight func(string) []chan struct{}, log *slog.Logger, met *metrics) *hub {
+	return &hub{nc: nc, gwID: gwID, region: region, interval: interval, inflight: inflight, log: log, met: met, rooms: make(map[string]*room)}
+}
+
+// run announces this gateway's members of every room each interval and
+// retires gateways that went silent, until ctx ends.
+func (h *hub) run(ctx context.Context) {
+	t := time.NewTicker(h.interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			h.mu.Lock()
+			rooms := make([]*room, 0, len(h.rooms))
+			for _, r := range h.rooms {
+				rooms = append(rooms, r)
+			}
+			h.mu.Unlock()
+			for _, r := range rooms {
+				h.publishEvent(r.name, event{T: "state", Users: r.localUsers(), GW: h.gwID})
+				r.expire(h, now.Add(-3*h.interval))
+			}
+		}
+	}
 }
 
 // join adds c to room and returns the members.
@@ -54,7 +131,7 @@ func (h *hub) join(c *conn, name string) ([]string, error) {
 	h.mu.Lock()
 	r := h.rooms[name]
 	if r == nil {
-		r = &room{name: name, conns: make(map[*conn]struct{}), users: make(map[string]int), remote: make(map[string]map[string]struct{})}
+		r = &room{name: name, conns: make(map[*conn]struct{}), users: make(map[string]int), remote: make(map[string]*remoteGW)}
 		sub, err := h.nc.Subscribe(natter.RoomWildcard(name), r.onNATS(h))
 		if err != nil {
 			h.mu.Unlock()
@@ -65,12 +142,18 @@ func (h *hub) join(c *conn, name string) ([]string, error) {
 		r.sub = sub
 		h.rooms[name] = r
 		h.met.rooms.Set(float64(len(h.rooms)))
+		// Learn who is on the other gateways.
+		h.publishEvent(name, event{T: "sync", GW: h.gwID})
 	}
 	r.mu.Lock()
-	r.conns[c] = struct{}{}
+	first := r.users[c.user] == 0
+	announce := first && !r.remotePresentLocked(c.user, "")
 	r.users[c.user]++
-	first := r.users[c.user] == 1
 	members := r.membersLocked()
+	if announce {
+		r.fanoutLocked(h, presenceFrame(name, c.user, true), "", "")
+	}
+	r.conns[c] = struct{}{}
 	r.mu.Unlock()
 	h.mu.Unlock()
 	if first {
@@ -98,6 +181,9 @@ func (h *hub) leave(c *conn, name string) {
 	last := r.users[c.user] == 0
 	if last {
 		delete(r.users, c.user)
+		if !r.remotePresentLocked(c.user, "") {
+			r.fanoutLocked(h, presenceFrame(name, c.user, false), "", "")
+		}
 	}
 	empty := len(r.conns) == 0
 	r.mu.Unlock()
@@ -125,11 +211,20 @@ func (h *hub) members(name string) []string {
 	return r.membersLocked()
 }
 
+// typing tells the room's local members at once and the other gateways
+// through NATS (a gateway ignores its own events).
 func (h *hub) typing(name, user string) {
+	h.mu.Lock()
+	r := h.rooms[name]
+	h.mu.Unlock()
+	if r != nil {
+		r.fanout(h, protocol.Encode(protocol.Typing{Op: protocol.OpTyping, Room: name, User: user}), "", user)
+	}
 	h.publishEvent(name, event{T: "typing", User: user, GW: h.gwID})
 }
 
 func (h *hub) publishEvent(name string, e event) {
+	e.Region = h.region
 	data, _ := json.Marshal(e)
 	if err := h.nc.Publish(natter.EventSubject(name), data); err != nil {
 		h.log.Warn("publish event", "room", name, "err", err)
@@ -141,8 +236,8 @@ func (r *room) membersLocked() []string {
 	for u := range r.users {
 		set[u] = struct{}{}
 	}
-	for _, us := range r.remote {
-		for u := range us {
+	for _, g := range r.remote {
+		for u := range g.users {
 			set[u] = struct{}{}
 		}
 	}
@@ -161,9 +256,13 @@ func (r *room) onNATS(h *hub) nats.MsgHandler {
 		switch {
 		case strings.HasSuffix(m.Subject, ".msg"):
 			var head struct {
-				ID string `json:"id"`
+				ID     string `json:"id"`
+				Region string `json:"region"`
 			}
 			if json.Unmarshal(m.Data, &head) != nil {
+				return
+			}
+			if head.Region != h.region && r.seenForeign(head.ID) {
 				return
 			}
 			r.fanout(h, m.Data, head.ID, "")
@@ -175,40 +274,183 @@ func (r *room) onNATS(h *hub) nats.MsgHandler {
 
 func (r *room) onEvent(h *hub, data []byte) {
 	var e event
-	if json.Unmarshal(data, &e) != nil || natter.CheckUser(e.User) != nil {
-		return
+	if json.Unmarshal(data, &e) != nil || e.GW == h.gwID || !natter.ValidRoom(e.GW) {
+		return // our own events were applied locally already
 	}
-	var frame []byte
 	switch e.T {
-	case "join":
-		if e.GW != h.gwID {
-			r.mu.Lock()
-			if r.remote[e.GW] == nil {
-				r.remote[e.GW] = make(map[string]struct{})
+	case "join", "leave":
+		if natter.CheckUser(e.User) != nil {
+			return
+		}
+		r.mu.Lock()
+		g := r.remoteLocked(e.GW)
+		if e.T == "join" {
+			r.setRemoteLocked(h, e.GW, g, union(g.users, e.User))
+		} else {
+			r.setRemoteLocked(h, e.GW, g, without(g.users, e.User))
+		}
+		r.mu.Unlock()
+	case "state":
+		users := make(map[string]struct{}, len(e.Users))
+		for _, u := range e.Users {
+			if natter.CheckUser(u) == nil {
+				users[u] = struct{}{}
 			}
-			r.remote[e.GW][e.User] = struct{}{}
-			r.mu.Unlock()
 		}
-		frame = protocol.Encode(protocol.Presence{Op: protocol.OpPresence, Room: r.name, Joined: []string{e.User}})
-	case "leave":
-		if e.GW != h.gwID {
-			r.mu.Lock()
-			delete(r.remote[e.GW], e.User)
-			r.mu.Unlock()
-		}
-		frame = protocol.Encode(protocol.Presence{Op: protocol.OpPresence, Room: r.name, Left: []string{e.User}})
+		r.mu.Lock()
+		r.setRemoteLocked(h, e.GW, r.remoteLocked(e.GW), users)
+		r.mu.Unlock()
+	case "sync":
+		h.publishEvent(r.name, event{T: "state", Users: r.localUsers(), GW: h.gwID})
 	case "typing":
-		r.fanout(h, protocol.Encode(protocol.Typing{Op: protocol.OpTyping, Room: r.name, User: e.User}), "", e.User)
-		return
-	default:
-		return
+		if natter.CheckUser(e.User) != nil {
+			return
+		}
+		r.mu.RLock()
+		r.fanoutLocked(h, protocol.Encode(protocol.Typing{Op: protocol.OpTyping, Room: r.name, User: e.User}), "", e.User)
+		r.mu.RUnlock()
+	case "flush":
+		// Another gateway is resuming a client in this room: answer once
+		// every message accepted here so far is in the durable log.
+		if !strings.HasPrefix(e.Reply, "_INBOX.") {
+			return
+		}
+		pending := h.inflight(r.name)
+		go func() {
+			for _, done := range pending {
+				select {
+				case <-done:
+				case <-time.After(flushWait):
+					return
+				}
+			}
+			_ = h.nc.Publish(e.Reply, []byte(h.gwID))
+		}()
 	}
-	r.fanout(h, frame, "", "")
+}
+
+// flushWait bounds how long a gateway waits for its own pending messages
+// when another gateway asks it to flush a room.
+const flushWait = 5 * time.Second
+
+// remoteLocked returns gateway gw's entry, creating it. r.mu held.
+func (r *room) remoteLocked(gw string) *remoteGW {
+	g := r.remote[gw]
+	if g == nil {
+		g = &remoteGW{users: map[string]struct{}{}}
+		r.remote[gw] = g
+	}
+	g.seen = time.Now()
+	return g
+}
+
+// setRemoteLocked replaces gateway gw's members with users and tells local
+// members who appeared or disappeared from the room as a whole. r.mu held.
+func (r *room) setRemoteLocked(h *hub, gw string, g *remoteGW, users map[string]struct{}) {
+	old := g.users
+	g.users = users
+	for u := range users {
+		if _, had := old[u]; !had && r.users[u] == 0 && !r.remotePresentLocked(u, gw) {
+			r.fanoutLocked(h, presenceFrame(r.name, u, true), "", "")
+		}
+	}
+	for u := range old {
+		if _, has := users[u]; !has && r.users[u] == 0 && !r.remotePresentLocked(u, gw) {
+			r.fanoutLocked(h, presenceFrame(r.name, u, false), "", "")
+		}
+	}
+	if len(users) == 0 {
+		delete(r.remote, gw)
+	}
+}
+
+// remotePresentLocked reports whether user is on a gateway other than
+// this one and except. r.mu held.
+func (r *room) remotePresentLocked(user, except string) bool {
+	for gw, g := range r.remote {
+		if gw == except {
+			continue
+		}
+		if _, ok := g.users[user]; ok {
+			return true
+		}
+	}
+	return false
+}
+
+// expire retires gateways not heard from since cutoff.
+func (r *room) expire(h *hub, cutoff time.Time) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for gw, g := range r.remote {
+		if g.seen.Before(cutoff) {
+			h.log.Info("gateway silent; its members leave", "room", r.name, "peer", gw)
+			r.setRemoteLocked(h, gw, g, map[string]struct{}{})
+			delete(r.remote, gw)
+		}
+	}
+}
+
+// remoteGateways returns the other gateways with members in the room.
+func (r *room) remoteGateways() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.remote))
+	for gw := range r.remote {
+		out = append(out, gw)
+	}
+	return out
+}
+
+func (r *room) localUsers() []string {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]string, 0, len(r.users))
+	for u := range r.users {
+		out = append(out, u)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func presenceFrame(room, user string, joined bool) []byte {
+	p := protocol.Presence{Op: protocol.OpPresence, Room: room}
+	if joined {
+		p.Joined = []string{user}
+	} else {
+		p.Left = []string{user}
+	}
+	return protocol.Encode(p)
+}
+
+func union(set map[string]struct{}, u string) map[string]struct{} {
+	out := make(map[string]struct{}, len(set)+1)
+	for k := range set {
+		out[k] = struct{}{}
+	}
+	out[u] = struct{}{}
+	return out
+}
+
+func without(set map[string]struct{}, u string) map[string]struct{} {
+	out := make(map[string]struct{}, len(set))
+	for k := range set {
+		if k != u {
+			out[k] = struct{}{}
+		}
+	}
+	return out
 }
 
 // fanout queues frame to every local member except those of user skip.
 func (r *room) fanout(h *hub, frame []byte, id, skip string) {
 	r.mu.RLock()
+	r.fanoutLocked(h, frame, id, skip)
+	r.mu.RUnlock()
+}
+
+// fanoutLocked is fanout with r.mu held (read or write).
+func (r *room) fanoutLocked(h *hub, frame []byte, id, skip string) {
 	n := 0
 	for c := range r.conns {
 		if skip != "" && c.user == skip {
@@ -217,6 +459,46 @@ func (r *room) fanout(h *hub, frame []byte, id, skip string) {
 		c.deliver(r.name, frame, id)
 		n++
 	}
-	r.mu.RUnlock()
 	h.met.deliveries.Add(float64(n))
+}
+
+// flush asks the other gateways with members in room to answer once the
+// messages they accepted so far are durable, and waits for their answers
+// (at most flushWait). Resume calls it so the log read after it holds
+// every message published before the resuming connection subscribed.
+func (h *hub) flush(ctx context.Context, name string) error {
+	h.mu.Lock()
+	r := h.rooms[name]
+	h.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	want := r.remoteGateways()
+	if len(want) == 0 {
+		return nil
+	}
+	inbox := h.nc.NewRespInbox()
+	sub, err := h.nc.SubscribeSync(inbox)
+	if err != nil {
+		return err
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // best effort
+	h.publishEvent(name, event{T: "flush", GW: h.gwID, Reply: inbox})
+	waiting := make(map[string]struct{}, len(want))
+	for _, gw := range want {
+		waiting[gw] = struct{}{}
+	}
+	ctx, cancel := context.WithTimeout(ctx, flushWait)
+	defer cancel()
+	for len(waiting) > 0 {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			// A gateway that does not answer is gone or overloaded; its
+			// acked messages are in the log anyway.
+			h.log.Warn("flush: gateways did not answer", "room", name, "missing", len(waiting))
+			return nil
+		}
+		delete(waiting, string(m.Data))
+	}
+	return nil
 }

@@ -68,6 +68,7 @@ type gatewayFlags struct {
 	addr, id, region, databaseURL, kafkaBrokers, topic, group, logLevel *string
 	partitions                                                          *int
 	open                                                                *bool
+	presenceInterval                                                    *time.Duration
 }
 
 func addCommon(f *flags, g *gatewayFlags) {
@@ -136,6 +137,11 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	g.open = f.Bool("open", false, "open mode: anyone may connect under any user name")
 	addCommon(f, &g)
 	natsAddr := f.String("nats-addr", "127.0.0.1:4222", "client listen address of the embedded NATS server (bridges connect here)")
+	clusterAddr := f.String("nats-cluster-addr", "", "route listen address: join the region's NATS cluster (cluster name = --region)")
+	routes := f.String("nats-routes", "", "route URLs of the region's other gateways (nats://host:port,...)")
+	leafRemotes := f.String("nats-leaf-remotes", "", "connect the embedded NATS as a leaf node to these hub URLs (nats-leaf://host:port,...)")
+	leafAddr := f.String("nats-leaf-addr", "", "leaf-node listen address: be the hub leaf nodes connect to")
+	g.presenceInterval = f.Duration("presence-interval", 5*time.Second, "how often the gateway announces its room members; silent for 3 intervals = gone")
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
@@ -155,7 +161,22 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	}
 	st := &stack{log: log}
 	defer st.close()
-	ns, err := embedded.StartNATS(embedded.NATSConfig{ServerName: orDefault(*g.id, "natter-gateway"), Host: host, Port: port}, log)
+	ncfg := embedded.NATSConfig{ServerName: orDefault(*g.id, "natter-gateway"), Host: host, Port: port,
+		Routes: splitList(*routes), LeafRemotes: splitList(*leafRemotes)}
+	if *clusterAddr != "" {
+		ncfg.ClusterName = *g.region
+		if ncfg.ClusterHost, ncfg.ClusterPort, err = splitHostPort(*clusterAddr); err != nil {
+			return fmt.Errorf("--nats-cluster-addr: %w", err)
+		}
+	} else if len(ncfg.Routes) > 0 {
+		return errors.New("--nats-routes needs --nats-cluster-addr")
+	}
+	if *leafAddr != "" {
+		if ncfg.LeafHost, ncfg.LeafPort, err = splitHostPort(*leafAddr); err != nil {
+			return fmt.Errorf("--nats-leaf-addr: %w", err)
+		}
+	}
+	ns, err := embedded.StartNATS(ncfg, log)
 	if err != nil {
 		return err
 	}
@@ -218,7 +239,7 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	}
 	gw, err := gateway.New(gateway.Config{
 		ID: *g.id, Region: *g.region, NATS: gwConn, History: store, DurableLog: kafkaLog{klog},
-		Open: *g.open, Registry: reg, Web: web.Handler(), Log: log,
+		Open: *g.open, Registry: reg, Web: web.Handler(), Log: log, PresenceInterval: derefDuration(g.presenceInterval),
 		Checks: map[string]func(context.Context) error{"postgres": store.Ping, "kafka": klog.Ping},
 	})
 	if err != nil {
@@ -259,6 +280,7 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 	partitions := f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
 	addr := f.String("addr", "", "listen address for /healthz and /metrics (empty: none)")
 	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	fed := addFederationFlags(f)
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
@@ -285,12 +307,24 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 	b := bridge.New(bridge.Config{NATS: nc, Producer: prod, Log: log})
 	reg := newRegistry()
 	reg.MustRegister(b.Collectors()...)
+	runFed, err := fed.start(splitList(*brokers), *topic, nc, reg, log)
+	if err != nil {
+		return err
+	}
 	stop, err := m.serveMetrics(*addr, reg, log)
 	if err != nil {
 		return err
 	}
 	defer stop()
-	return b.Run(ctx)
+	fedCtx, stopFed := context.WithCancel(ctx)
+	fedDone := make(chan error, 1)
+	go func() { fedDone <- runFed(fedCtx) }()
+	err = b.Run(ctx)
+	stopFed()
+	if ferr := <-fedDone; err == nil {
+		err = ferr
+	}
+	return err
 }
 
 // runPersister runs a persister.
@@ -386,6 +420,13 @@ func joinList(s []string) string {
 		out += v
 	}
 	return out
+}
+
+func derefDuration(d *time.Duration) time.Duration {
+	if d == nil {
+		return 0
+	}
+	return *d
 }
 
 func orDefault(s, def string) string {

@@ -1,0 +1,293 @@
+// Federation: regions exchange their locally originated messages and
+// presence/typing events over Redis pub/sub. Each region publishes on its
+// own channel (natter.FederationChannel) and every bridge subscribes to all
+// of them (a firehose; docs/scaling.md says up to what size that is fine).
+//
+// Redis pub/sub is at-most-once, so every envelope carries the publishing
+// bridge's id and a sequence number, and each bridge sends a heartbeat with
+// its latest sequence every second: a receiver sees a gap as a jump in the
+// sequence. Gaps are repaired from Kafka by Repair; the sequence makes them
+// visible (natter_federation_gaps_total) and bounds how long one goes
+// unnoticed.
+
+package bridge
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/natter-chat/natter"
+)
+
+// envelope is what travels on a federation channel.
+type envelope struct {
+	Region string          `json:"region"`
+	Src    string          `json:"src"`
+	Seq    uint64          `json:"seq"`
+	Kind   string          `json:"kind"` // msg, evt, hb
+	Room   string          `json:"room,omitempty"`
+	Data   json.RawMessage `json:"data,omitempty"`
+}
+
+// FederationConfig configures a Federation.
+type FederationConfig struct {
+	// Region is this bridge's region; a valid name.
+	Region string
+	// NATS is the region's NATS connection.
+	NATS *nats.Conn
+	// Redis is the federation's Redis.
+	Redis *redis.Client
+	// Heartbeat is how often the latest sequence is announced (1s).
+	Heartbeat time.Duration
+	Log       *slog.Logger
+}
+
+// Federation links a region's NATS with the other regions through Redis.
+type Federation struct {
+	cfg  FederationConfig
+	src  string
+	seq  atomic.Uint64
+	log  *slog.Logger
+	seen *seenSet
+	met  *fedMetrics
+
+	mu   sync.Mutex
+	last map[string]uint64 // src → last sequence received
+}
+
+// NewFederation returns a federation; Run starts it.
+func NewFederation(cfg FederationConfig) (*Federation, error) {
+	if !natter.ValidRoom(cfg.Region) {
+		return nil, fmt.Errorf("federation: region %q: use letters, digits, _ and -", cfg.Region)
+	}
+	if cfg.NATS == nil || cfg.Redis == nil {
+		return nil, fmt.Errorf("federation: NATS and Redis are required")
+	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return &Federation{
+		cfg: cfg, src: cfg.Region + "-" + hex.EncodeToString(b[:]), log: cfg.Log.With("role", "federation", "region", cfg.Region),
+		seen: newSeenSet(10 * time.Minute), met: newFedMetrics(), last: map[string]uint64{},
+	}, nil
+}
+
+// Collectors returns the federation's metrics.
+func (f *Federation) Collectors() []prometheus.Collector { return f.met.all() }
+
+// Seen reports whether a message of another region already arrived here;
+// MarkSeen records one that did.
+func (f *Federation) Seen(id string) bool { return f.seen.has(id) }
+
+// MarkSeen records id as delivered into this region.
+func (f *Federation) MarkSeen(id string) { f.seen.add(id) }
+
+// Run federates until ctx ends; it returns nil after a cancel.
+func (f *Federation) Run(ctx context.Context) error {
+	out1, err := f.cfg.NATS.QueueSubscribe("natter.room.*.msg", natter.QueueFederation, f.outbound("msg"))
+	if err != nil {
+		return fmt.Errorf("federation: subscribe: %w", err)
+	}
+	defer out1.Unsubscribe() //nolint:errcheck // closing anyway
+	out2, err := f.cfg.NATS.QueueSubscribe("natter.room.*.evt", natter.QueueFederation, f.outbound("evt"))
+	if err != nil {
+		return fmt.Errorf("federation: subscribe: %w", err)
+	}
+	defer out2.Unsubscribe() //nolint:errcheck // closing anyway
+	ps := f.cfg.Redis.PSubscribe(ctx, natter.FederationPattern)
+	defer ps.Close()
+	in := ps.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second))
+	hb := time.NewTicker(f.cfg.Heartbeat)
+	defer hb.Stop()
+	f.log.Info("federation ready", "channel", natter.FederationChannel(f.cfg.Region), "src", f.src)
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case m, ok := <-in:
+			if !ok {
+				return nil
+			}
+			f.inbound(m.Channel, []byte(m.Payload))
+		case <-hb.C:
+			f.publish(envelope{Kind: "hb", Seq: f.seq.Load()})
+		}
+	}
+}
+
+// outbound returns the handler that publishes local-origin traffic to
+// Redis; traffic injected from other regions is recognised by its region
+// and not sent back.
+func (f *Federation) outbound(kind string) nats.MsgHandler {
+	return func(m *nats.Msg) {
+		var head struct {
+			Region string `json:"region"`
+			Room   string `json:"room"`
+			T      string `json:"t"`
+		}
+		if json.Unmarshal(m.Data, &head) != nil || head.Region != f.cfg.Region {
+			return
+		}
+		// flush asks for a reply on this region's NATS; meaningless elsewhere.
+		if kind == "evt" && head.T == "flush" {
+			return
+		}
+		room := strings.TrimSuffix(strings.TrimPrefix(m.Subject, "natter.room."), "."+kind)
+		f.publish(envelope{Kind: kind, Room: room, Data: m.Data, Seq: f.seq.Add(1)})
+	}
+}
+
+func (f *Federation) publish(e envelope) {
+	e.Region, e.Src = f.cfg.Region, f.src
+	data, _ := json.Marshal(e)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := f.cfg.Redis.Publish(ctx, natter.FederationChannel(f.cfg.Region), data).Err(); err != nil {
+		f.met.publishErrors.Inc()
+		f.log.Debug("redis publish", "err", err)
+		return
+	}
+	if e.Kind != "hb" {
+		f.met.published.Inc()
+	}
+}
+
+// inbound injects another region's traffic into this region's NATS.
+func (f *Federation) inbound(channel string, data []byte) {
+	var e envelope
+	if err := json.Unmarshal(data, &e); err != nil || !natter.ValidRoom(e.Region) || channel != natter.FederationChannel(e.Region) {
+		f.met.malformed.Inc()
+		return
+	}
+	if e.Region == f.cfg.Region {
+		return
+	}
+	f.checkSeq(e)
+	if e.Kind == "hb" {
+		return
+	}
+	if !natter.ValidRoom(e.Room) {
+		f.met.malformed.Inc()
+		return
+	}
+	subject := natter.EventSubject(e.Room)
+	if e.Kind == "msg" {
+		var head struct {
+			ID   string `json:"id"`
+			Room string `json:"room"`
+		}
+		if json.Unmarshal(e.Data, &head) != nil || head.Room != e.Room {
+			f.met.malformed.Inc()
+			return
+		}
+		if _, err := natter.ParseID(head.ID); err != nil {
+			f.met.malformed.Inc()
+			return
+		}
+		if f.seen.has(head.ID) {
+			return
+		}
+		f.seen.add(head.ID)
+		subject = natter.MsgSubject(e.Room)
+		f.met.received.Inc()
+	} else if e.Kind != "evt" {
+		f.met.malformed.Inc()
+		return
+	}
+	if err := f.cfg.NATS.Publish(subject, e.Data); err != nil {
+		f.log.Warn("inject into NATS", "room", e.Room, "err", err)
+	}
+}
+
+// checkSeq counts a gap when e's sequence skips ahead of the last one
+// from the same source.
+func (f *Federation) checkSeq(e envelope) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	last, known := f.last[e.Src]
+	if e.Kind == "hb" {
+		if known && e.Seq > last {
+			f.met.gaps.Add(float64(e.Seq - last))
+			f.log.Warn("federation gap: messages lost in transit; repairing from Kafka", "src", e.Src, "missing", e.Seq-last)
+			f.last[e.Src] = e.Seq
+		} else if !known {
+			f.last[e.Src] = e.Seq
+		}
+		return
+	}
+	if known && e.Seq > last+1 {
+		f.met.gaps.Add(float64(e.Seq - last - 1))
+		f.log.Warn("federation gap: messages lost in transit; repairing from Kafka", "src", e.Src, "missing", e.Seq-last-1)
+	}
+	if e.Seq > last || !known {
+		f.last[e.Src] = e.Seq
+	}
+}
+
+// seenSet remembers ids for at least ttl, in two rotating generations.
+type seenSet struct {
+	mu       sync.Mutex
+	ttl      time.Duration
+	cur, old map[string]struct{}
+	rotated  time.Time
+}
+
+func newSeenSet(ttl time.Duration) *seenSet {
+	return &seenSet{ttl: ttl, cur: map[string]struct{}{}, old: map[string]struct{}{}, rotated: time.Now()}
+}
+
+func (s *seenSet) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.rotated) > s.ttl {
+		s.old, s.cur, s.rotated = s.cur, map[string]struct{}{}, time.Now()
+	}
+	s.cur[id] = struct{}{}
+}
+
+func (s *seenSet) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, a := s.cur[id]
+	_, b := s.old[id]
+	return a || b
+}
+
+type fedMetrics struct {
+	published, received, publishErrors, malformed, gaps, repaired prometheus.Counter
+}
+
+func newFedMetrics() *fedMetrics {
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Name: name, Help: help})
+	}
+	return &fedMetrics{
+		published:     c("natter_federation_published_total", "Local messages published to Redis."),
+		received:      c("natter_federation_received_total", "Other regions' messages received from Redis."),
+		publishErrors: c("natter_federation_publish_errors_total", "Redis publishes that failed (repaired from Kafka by the receivers)."),
+		malformed:     c("natter_federation_malformed_total", "Envelopes from Redis dropped as malformed."),
+		gaps:          c("natter_federation_gaps_total", "Messages detected missing by sequence."),
+		repaired:      c("natter_federation_repaired_total", "Other regions' messages injected from Kafka because Redis did not bring them."),
+	}
+}
+
+func (m *fedMetrics) all() []prometheus.Collector {
+	return []prometheus.Collector{m.published, m.received, m.publishErrors, m.malformed, m.gaps, m.repaired}
+}

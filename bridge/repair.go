@@ -1,0 +1,150 @@
+// Repair: the durable log is the source of truth for what other regions
+// said. Each region's bridges read the whole topic in their own consumer
+// group (natter.RepairGroup), and inject into the local NATS every other
+// region's message that Redis has not delivered within Delay of its
+// timestamp. Its committed offsets make a restarted bridge catch up on
+// what it missed while down, so regions converge after any Redis outage,
+// lost publish or bridge restart: within Delay plus the consumer lag once
+// Kafka has the message.
+
+package bridge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/protocol"
+)
+
+// RepairConfig configures a Repair.
+type RepairConfig struct {
+	Region  string
+	Brokers []string
+	Topic   string
+	// Sarama is the client configuration (kafka.NewConfig); Repair turns
+	// on periodic offset commits and starts a new group at the newest
+	// offset.
+	Sarama *sarama.Config
+	NATS   *nats.Conn
+	// Federation tells which messages already arrived through Redis.
+	Federation *Federation
+	// Delay is how long a message may take through Redis before it is
+	// injected from Kafka (2s).
+	Delay time.Duration
+	Log   *slog.Logger
+}
+
+// Repair re-delivers other regions' messages that federation missed.
+type Repair struct {
+	cfg RepairConfig
+	log *slog.Logger
+}
+
+// NewRepair returns a Repair; Run starts it.
+func NewRepair(cfg RepairConfig) (*Repair, error) {
+	if cfg.Federation == nil || cfg.NATS == nil || cfg.Sarama == nil || len(cfg.Brokers) == 0 {
+		return nil, errors.New("repair: federation, NATS, brokers and sarama config are required")
+	}
+	if cfg.Delay <= 0 {
+		cfg.Delay = 2 * time.Second
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	cfg.Sarama.Consumer.Offsets.AutoCommit.Enable = true
+	cfg.Sarama.Consumer.Offsets.AutoCommit.Interval = time.Second
+	cfg.Sarama.Consumer.Offsets.Initial = sarama.OffsetNewest
+	return &Repair{cfg: cfg, log: cfg.Log.With("role", "repair", "region", cfg.Region)}, nil
+}
+
+// Run consumes until ctx ends; it returns nil after a cancel.
+func (r *Repair) Run(ctx context.Context) error {
+	group, err := sarama.NewConsumerGroup(r.cfg.Brokers, natter.RepairGroup(r.cfg.Region), r.cfg.Sarama)
+	if err != nil {
+		return fmt.Errorf("repair: join group: %w", err)
+	}
+	defer group.Close()
+	go func() {
+		for err := range group.Errors() {
+			r.log.Warn("repair consumer", "err", err)
+		}
+	}()
+	r.log.Info("repair ready", "group", natter.RepairGroup(r.cfg.Region), "delay", r.cfg.Delay)
+	for ctx.Err() == nil {
+		if err := group.Consume(ctx, []string{r.cfg.Topic}, r); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				break
+			}
+			r.log.Warn("repair consume", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	return nil
+}
+
+// Setup is part of sarama.ConsumerGroupHandler.
+func (r *Repair) Setup(sarama.ConsumerGroupSession) error { return nil }
+
+// Cleanup is part of sarama.ConsumerGroupHandler.
+func (r *Repair) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim checks one partition's records in order.
+func (r *Repair) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	for {
+		select {
+		case <-sess.Context().Done():
+			return nil
+		case rec, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			if err := r.check(sess.Context(), rec); err != nil {
+				return nil // session over; the record is read again
+			}
+			sess.MarkMessage(rec, "")
+		}
+	}
+}
+
+func (r *Repair) check(ctx context.Context, rec *sarama.ConsumerMessage) error {
+	var m natter.Message
+	if json.Unmarshal(rec.Value, &m) != nil || m.Region == r.cfg.Region || !natter.ValidRoom(m.Room) {
+		return nil
+	}
+	if _, err := natter.ParseID(m.ID); err != nil {
+		return nil
+	}
+	// Give Redis its chance first.
+	if wait := time.Until(time.UnixMilli(m.TS).Add(r.cfg.Delay)); wait > 0 {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
+	f := r.cfg.Federation
+	if f.Seen(m.ID) {
+		return nil
+	}
+	f.MarkSeen(m.ID)
+	frame := protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region})
+	if err := r.cfg.NATS.Publish(natter.MsgSubject(m.Room), frame); err != nil {
+		return err
+	}
+	f.met.repaired.Inc()
+	r.log.Debug("repaired", "room", m.Room, "id", m.ID, "origin", m.Region)
+	return nil
+}
