@@ -81,7 +81,7 @@ func TestTenThousandMessagesExactlyOnce(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				results[i] = sendAndReceive(c, i, each, clients*each)
+				results[i] = sendAndReceive(c, "big", i, each, clients*each)
 			}()
 		}
 		wg.Wait()
@@ -103,14 +103,14 @@ func TestTenThousandMessagesExactlyOnce(t *testing.T) {
 // sendAndReceive sends n messages (at most 200 unacked) while reading, and
 // checks that total distinct messages arrive once each, every sender's in
 // order, and every send is acked once.
-func sendAndReceive(c *client, me, n, total int) error {
+func sendAndReceive(c *client, room string, me, n, total int) error {
 	window := make(chan struct{}, 200)
 	sendErr := make(chan error, 1)
 	go func() {
 		for k := 0; k < n; k++ {
 			window <- struct{}{}
 			c.wmu.Lock()
-			err := c.ws.WriteJSON(map[string]any{"op": "send", "room": "big", "cid": fmt.Sprintf("c%d-%d", me, k), "body": fmt.Sprintf("%d:%d", me, k)})
+			err := c.ws.WriteJSON(map[string]any{"op": "send", "room": room, "cid": fmt.Sprintf("c%d-%d", me, k), "body": fmt.Sprintf("%d:%d", me, k)})
 			c.wmu.Unlock()
 			if err != nil {
 				sendErr <- err

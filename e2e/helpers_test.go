@@ -140,9 +140,11 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-func freeAddr(t testing.TB) string {
+func freeAddr(t testing.TB) string { return freeAddrOn(t, "127.0.0.1") }
+
+func freeAddrOn(t testing.TB, host string) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +156,14 @@ func freeAddr(t testing.TB) string {
 // waits until /readyz answers 200. The process is stopped at cleanup.
 func startNatter(t testing.TB, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, addr: freeAddr(t), logs: &syncBuffer{}, done: make(chan struct{})}
+	return startProc(t, "127.0.0.1", "/readyz", args...)
+}
+
+// startProc runs `natter args... --addr host:port` on a free port of host
+// and waits until ready answers 200.
+func startProc(t testing.TB, host, ready string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, addr: freeAddrOn(t, host), logs: &syncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(natterBin, append(args, "--addr", p.addr)...)
 	p.cmd.Env = append(os.Environ(), "NATTER_LOG_LEVEL=info")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
@@ -174,7 +183,7 @@ func startNatter(t testing.TB, args ...string) *proc {
 			t.Fatalf("natter exited during start:\n%s", tail(p.logs.String(), 40))
 		default:
 		}
-		resp, err := http.Get(p.url("/readyz"))
+		resp, err := http.Get(p.url(ready))
 		if err != nil {
 			return err
 		}
@@ -197,6 +206,16 @@ func (p *proc) stop() {
 	default:
 	}
 	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	p.wait()
+}
+
+// kill sends SIGKILL and waits for the process to be gone.
+func (p *proc) kill() {
+	_ = p.cmd.Process.Kill()
+	<-p.done
+}
+
+func (p *proc) wait() {
 	select {
 	case <-p.done:
 		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
