@@ -6,6 +6,7 @@
 //	natter gateway      a gateway with its embedded NATS server
 //	natter bridge       NATS → Kafka
 //	natter persister    Kafka → PostgreSQL
+//	natter local        regions × gateways as processes on 127.0.0.x
 //	natter replay       Kafka → PostgreSQL again, or print a room's log
 //	natter healthcheck  GET a health URL, exit 0 on 200 (for containers)
 //
@@ -61,12 +62,14 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runBridge(ctx, args)
 	case "persister":
 		return m.runPersister(ctx, args)
+	case "local":
+		return m.runLocal(ctx, args)
 	case "replay":
 		return m.runReplay(ctx, args)
 	case "healthcheck":
 		return m.runHealthcheck(ctx, args)
 	case "help":
-		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister|replay|healthcheck] [--help]")
+		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister|local|replay|healthcheck] [--help]")
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q; try natter --help", cmd)
