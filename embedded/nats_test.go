@@ -166,3 +166,49 @@ func TestNATSCloseIsIdempotent(t *testing.T) {
 		t.Error("Connect after Close succeeded")
 	}
 }
+
+func TestNATSLeafNodeReachesHubBothWays(t *testing.T) {
+	port, err := freePort("127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hub := startNATS(t, NATSConfig{ServerName: "hub", LeafPort: port})
+	leafURL := fmt.Sprintf("nats-leaf://127.0.0.1:%d", port)
+	edge := startNATS(t, NATSConfig{ServerName: "edge", DontListen: true, LeafRemotes: []string{leafURL}})
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if hub.srv.NumLeafNodes() == 0 {
+			return errors.New("edge has not connected to the hub yet")
+		}
+		return nil
+	})
+	onHub := connectNATS(t, hub, "on-hub")
+	onEdge := connectNATS(t, edge, "on-edge")
+	fromEdge, err := onHub.SubscribeSync("room.up")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fromHub, err := onEdge.SubscribeSync("room.down")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = onHub.Flush()
+	_ = onEdge.Flush()
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if !edge.srv.GlobalAccount().SubscriptionInterest("room.up") || !hub.srv.GlobalAccount().SubscriptionInterest("room.down") {
+			return errors.New("interest has not crossed the leaf connection yet")
+		}
+		return nil
+	})
+	if err := onEdge.Publish("room.up", []byte("up")); err != nil {
+		t.Fatal(err)
+	}
+	if err := onHub.Publish("room.down", []byte("down")); err != nil {
+		t.Fatal(err)
+	}
+	for sub, want := range map[*nats.Subscription]string{fromEdge: "up", fromHub: "down"} {
+		m, err := sub.NextMsg(5 * time.Second)
+		if err != nil || string(m.Data) != want {
+			t.Fatalf("leaf message %q: %v, %v", want, m, err)
+		}
+	}
+}
