@@ -4,8 +4,8 @@
 // fan-out at once, hands them to a bridge for the durable log, and acks a
 // sender once the log has its message.
 //
-// Lock order: hub.mu, then room.mu, then conn.mu; durable.mu is never held
-// while taking another.
+// Lock order: hub.mu, then room.mu, then conn.mu. Gateway.pubMu is taken
+// before durable.mu; durable.mu is never held while taking another.
 package gateway
 
 import (
@@ -146,6 +146,7 @@ type Gateway struct {
 	up      websocket.Upgrader
 	mux     *http.ServeMux
 
+	pubMu    sync.Mutex // orders id stamping with live publishing
 	mu       sync.Mutex
 	draining bool
 	conns    sync.WaitGroup
@@ -299,6 +300,10 @@ func (g *Gateway) accept(user, room, cid, body string, ack ackFunc) error {
 	if cid != "" && g.durable.lookup(cidKey(user, room, cid), ack) {
 		return nil
 	}
+	// Stamping and publishing under one lock makes this gateway's messages
+	// reach every member in id order.
+	g.pubMu.Lock()
+	defer g.pubMu.Unlock()
 	id := g.ids.Next()
 	msg := natter.Message{ID: id.String(), Room: room, User: user, Body: body, TS: id.Time().UnixMilli(), Region: g.cfg.Region, CID: cid}
 	if _, err := g.durable.submit(msg, ack); err != nil {
