@@ -30,9 +30,15 @@ import (
 // Reply is the bridge's answer to a durable request: OK with the id, or
 // the error that stopped it.
 type Reply struct {
-	ID    string `json:"id"`
-	OK    bool   `json:"ok"`
-	Error string `json:"error,omitempty"`
+	// ID is the id of the request's message.
+	ID string `json:"id"`
+	OK bool   `json:"ok"`
+	// Canonical and CanonicalTS, when set, are the id and ts under which
+	// an earlier message with the same (user, room, cid) is already in the
+	// log: the request was a client's retry and was not written again.
+	Canonical   string `json:"canonical,omitempty"`
+	CanonicalTS int64  `json:"canonical_ts,omitempty"`
+	Error       string `json:"error,omitempty"`
 }
 
 // Producer is the durable log the bridge writes to.
@@ -57,6 +63,7 @@ type Bridge struct {
 	log      *slog.Logger
 	inflight sync.WaitGroup
 	metrics  *metrics
+	cids     *cidCache
 }
 
 // New returns a bridge; Run starts it.
@@ -65,7 +72,7 @@ func New(cfg Config) *Bridge {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Bridge{cfg: cfg, log: log.With("role", "bridge"), metrics: newMetrics()}
+	return &Bridge{cfg: cfg, log: log.With("role", "bridge"), metrics: newMetrics(), cids: newCIDCache(15*time.Minute, 1<<20)}
 }
 
 // Run serves durable requests until ctx is cancelled, then stops taking
@@ -108,6 +115,15 @@ func (b *Bridge) handle(m *nats.Msg) {
 		b.reply(m, Reply{Error: "malformed id"})
 		return
 	}
+	// A client that lost its gateway resends with the same cid through
+	// another gateway, which stamps a new id: answer with the first one.
+	if msg.CID != "" {
+		if id, ts, ok := b.cids.get(msg.User, msg.Room, msg.CID); ok {
+			b.metrics.retries.Inc()
+			b.reply(m, Reply{ID: msg.ID, OK: true, Canonical: id, CanonicalTS: ts})
+			return
+		}
+	}
 	b.inflight.Add(1)
 	start := time.Now()
 	b.cfg.Producer.Produce(msg.Room, m.Data, time.UnixMilli(msg.TS), func(err error) {
@@ -120,6 +136,9 @@ func (b *Bridge) handle(m *nats.Msg) {
 			return
 		}
 		b.metrics.produced.Inc()
+		if msg.CID != "" {
+			b.cids.put(msg.User, msg.Room, msg.CID, msg.ID, msg.TS)
+		}
 		b.reply(m, Reply{ID: msg.ID, OK: true})
 	})
 }
@@ -131,5 +150,53 @@ func (b *Bridge) reply(m *nats.Msg, r Reply) {
 	data, _ := json.Marshal(r)
 	if err := m.Respond(data); err != nil {
 		b.log.Debug("bridge reply", "err", err)
+	}
+}
+
+// cidCache remembers which id a (user, room, cid) was written under, for
+// ttl and at most max entries, in two rotating generations.
+type cidCache struct {
+	mu       sync.Mutex
+	ttl      time.Duration
+	max      int
+	cur, old map[string]cidVal
+	rotated  time.Time
+}
+
+type cidVal struct {
+	id string
+	ts int64
+}
+
+func newCIDCache(ttl time.Duration, max int) *cidCache {
+	return &cidCache{ttl: ttl, max: max, cur: map[string]cidVal{}, old: map[string]cidVal{}, rotated: time.Now()}
+}
+
+func cidCacheKey(user, room, cid string) string { return user + "\x00" + room + "\x00" + cid }
+
+func (c *cidCache) get(user, room, cid string) (string, int64, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	k := cidCacheKey(user, room, cid)
+	v, ok := c.cur[k]
+	if !ok {
+		v, ok = c.old[k]
+	}
+	return v.id, v.ts, ok
+}
+
+// put records the first id of a key; a later put of the same key keeps it.
+func (c *cidCache) put(user, room, cid, id string, ts int64) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if time.Since(c.rotated) > c.ttl || len(c.cur) >= c.max/2 {
+		c.old, c.cur, c.rotated = c.cur, map[string]cidVal{}, time.Now()
+	}
+	k := cidCacheKey(user, room, cid)
+	if _, ok := c.old[k]; ok {
+		return
+	}
+	if _, ok := c.cur[k]; !ok {
+		c.cur[k] = cidVal{id, ts}
 	}
 }

@@ -8,6 +8,7 @@ type metrics struct {
 	produced       prometheus.Counter
 	produceErrors  prometheus.Counter
 	rejected       prometheus.Counter
+	retries        prometheus.Counter
 	produceSeconds prometheus.Histogram
 }
 
@@ -16,6 +17,7 @@ func newMetrics() *metrics {
 		produced:      prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_kafka_produced_total", Help: "Messages acknowledged by Kafka."}),
 		produceErrors: prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_kafka_produce_errors_total", Help: "Messages Kafka did not accept (the gateway retries)."}),
 		rejected:      prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_bridge_rejected_total", Help: "Malformed durable requests dropped."}),
+		retries:       prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_bridge_cid_retries_total", Help: "Client retries answered with the id their cid was first written under."}),
 		produceSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "natter_kafka_produce_seconds", Help: "Time from durable request to Kafka acknowledgement.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14)}),
 	}
@@ -24,5 +26,5 @@ func newMetrics() *metrics {
 // Collectors returns the bridge's metrics for registration.
 func (b *Bridge) Collectors() []prometheus.Collector {
 	m := b.metrics
-	return []prometheus.Collector{m.produced, m.produceErrors, m.rejected, m.produceSeconds}
+	return []prometheus.Collector{m.produced, m.produceErrors, m.rejected, m.retries, m.produceSeconds}
 }

@@ -311,3 +311,43 @@ func TestGatewayLossLosesNothing(t *testing.T) {
 		seen[f.ID], prev = true, f.ID
 	}
 }
+
+// TestRetryOnAnotherGatewayKeepsTheFirstID: a client whose first gateway
+// acked a message resends it (retry) through another gateway of the
+// region: it gets the first id back, nobody sees it twice, one row.
+func TestRetryOnAnotherGatewayKeepsTheFirstID(t *testing.T) {
+	top := startRegions(t, 1, 2)
+	g0, g1 := top.gateways[0][0], top.gateways[0][1]
+	watcher := dial(t, g1)
+	watcher.connect("watcher")
+	watcher.join("again", "")
+	first := dial(t, g0)
+	first.connect("sender")
+	first.join("again", "")
+	top.waitMembers(t, "again", 2)
+	first.sendJSON(map[string]any{"op": "send", "room": "again", "cid": "k1", "body": "once"})
+	id1 := first.expect("ack").ID
+	second := dial(t, g1)
+	second.connect("sender")
+	second.join("again", "")
+	second.sendJSON(map[string]any{"op": "send", "room": "again", "cid": "k1", "body": "once", "retry": true})
+	if id2 := second.expect("ack").ID; id2 != id1 {
+		t.Fatalf("retry acked as %s, want the first id %s", id2, id1)
+	}
+	watcher.sendJSON(map[string]any{"op": "ping"})
+	n := 0
+	for f := watcher.next(10 * time.Second); f.Op != "pong"; f = watcher.next(10 * time.Second) {
+		if f.Op == "msg" {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Errorf("watcher saw the message %d times", n)
+	}
+	checkFor(t, 20*time.Second, 100*time.Millisecond, func() error {
+		if rows, _ := pgCount(t, top.db, "again"); rows != 1 {
+			return fmt.Errorf("%d rows, want 1", rows)
+		}
+		return nil
+	})
+}

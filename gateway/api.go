@@ -98,9 +98,10 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 }
 
 type publishRequest struct {
-	User string `json:"user"`
-	CID  string `json:"cid"`
-	Body string `json:"body"`
+	User  string `json:"user"`
+	CID   string `json:"cid"`
+	Body  string `json:"body"`
+	Retry bool   `json:"retry"`
 }
 
 type publishResponse struct {
@@ -144,7 +145,7 @@ func (g *Gateway) apiPublish(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	acked := make(chan publishResponse, 1)
-	err := g.accept(req.User, room, req.CID, req.Body, func(id string, ts int64) {
+	err := g.accept(req.User, room, req.CID, req.Body, req.Retry, func(id string, ts int64) {
 		acked <- publishResponse{ID: id, TS: ts}
 	})
 	if err != nil {

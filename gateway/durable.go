@@ -39,6 +39,9 @@ type pendingSend struct {
 	backoff time.Duration
 	waiters []ackFunc
 	done    chan struct{}
+	// liveAfter: publish live only once durable, and only if the bridge
+	// found no earlier message with the same cid (a client's retry).
+	liveAfter bool
 }
 
 type cidEntry struct {
@@ -117,13 +120,13 @@ func (d *durable) lookup(key string, ack ackFunc) bool {
 // submit starts the durable hop for msg (already published live) and
 // calls ack once it is durable. A cid already seen is answered from the
 // record of the first send instead (dup true).
-func (d *durable) submit(msg natter.Message, ack ackFunc) (dup bool, err error) {
+func (d *durable) submit(msg natter.Message, ack ackFunc, liveAfter bool) (dup bool, err error) {
 	data, err := json.Marshal(msg)
 	if err != nil {
 		return false, err
 	}
 	now := time.Now()
-	p := &pendingSend{msg: msg, data: data, sent: now, next: now.Add(firstRetry), backoff: firstRetry, done: make(chan struct{})}
+	p := &pendingSend{msg: msg, data: data, sent: now, next: now.Add(firstRetry), backoff: firstRetry, done: make(chan struct{}), liveAfter: liveAfter}
 	if ack != nil {
 		p.waiters = []ackFunc{ack}
 	}
@@ -170,19 +173,30 @@ func (d *durable) onReply(m *nats.Msg) {
 		return
 	}
 	delete(d.pending, r.ID)
+	id, ts := p.msg.ID, p.msg.TS
+	if r.Canonical != "" {
+		if _, err := natter.ParseID(r.Canonical); err == nil {
+			id, ts = r.Canonical, r.CanonicalTS
+		}
+	}
 	if p.msg.CID != "" {
 		if e := d.byCID[cidKey(p.msg.User, p.msg.Room, p.msg.CID)]; e != nil && e.p == p {
-			e.p = nil
+			e.p, e.id, e.ts = nil, id, ts
 		}
 	}
 	waiters := p.waiters
 	p.waiters = nil
 	d.met.pending.Set(float64(len(d.pending)))
 	d.mu.Unlock()
+	if p.liveAfter && id == p.msg.ID {
+		if err := d.nc.Publish(natter.MsgSubject(p.msg.Room), encodeMsg(p.msg)); err != nil {
+			d.log.Warn("live publish", "room", p.msg.Room, "id", p.msg.ID, "err", err)
+		}
+	}
 	close(p.done)
 	d.met.ackSeconds.Observe(time.Since(p.sent).Seconds())
 	for _, w := range waiters {
-		w(p.msg.ID, p.msg.TS)
+		w(id, ts)
 	}
 }
 

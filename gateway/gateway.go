@@ -290,7 +290,11 @@ func (g *Gateway) authenticate(f protocol.ClientFrame) (string, error) {
 // accept stamps a message, publishes it live and starts its durable hop;
 // ack is called once it is durable. A repeated (user, room, cid) is not
 // published again: ack gets the first send's id.
-func (g *Gateway) accept(user, room, cid, body string, ack ackFunc) error {
+//
+// A retry (a resend after a reconnect) is published live only once the
+// bridge confirmed no earlier message has its cid, so a message whose
+// first gateway died is not shown twice.
+func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) error {
 	g.mu.Lock()
 	draining := g.draining
 	g.mu.Unlock()
@@ -306,10 +310,13 @@ func (g *Gateway) accept(user, room, cid, body string, ack ackFunc) error {
 	defer g.pubMu.Unlock()
 	id := g.ids.Next()
 	msg := natter.Message{ID: id.String(), Room: room, User: user, Body: body, TS: id.Time().UnixMilli(), Region: g.cfg.Region, CID: cid}
-	if _, err := g.durable.submit(msg, ack); err != nil {
+	if _, err := g.durable.submit(msg, ack, retry); err != nil {
 		return err
 	}
 	g.met.messagesIn.Inc()
+	if retry {
+		return nil
+	}
 	if err := g.cfg.NATS.Publish(natter.MsgSubject(room), encodeMsg(msg)); err != nil {
 		// Live delivery failed; the message is still on its way to the
 		// log and reaches members through resume.

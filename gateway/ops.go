@@ -173,7 +173,7 @@ func (c *conn) send(f protocol.ClientFrame) {
 	ack := func(id string, ts int64) {
 		c.enqueue(protocol.Encode(protocol.Ack{Op: protocol.OpAck, CID: cid, ID: id, TS: ts}))
 	}
-	if err := c.g.accept(c.user, f.Room, cid, f.Body, ack); err != nil {
+	if err := c.g.accept(c.user, f.Room, cid, f.Body, f.Retry, ack); err != nil {
 		code := protocol.CodeUnavailable
 		if errors.Is(err, errDraining) {
 			code = protocol.CodeShuttingDown

@@ -24,6 +24,8 @@ type ClientFrame struct {
 	Body   string `json:"body,omitempty"`
 	Before string `json:"before,omitempty"`
 	Limit  int    `json:"limit,omitempty"`
+	// Retry marks a send as a resend of a message not yet acked.
+	Retry bool `json:"retry,omitempty"`
 }
 
 // DecodeError is returned by Decode; Code says which error frame to send.

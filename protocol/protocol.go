@@ -19,7 +19,8 @@
 //	connect  {token?, user?}           first frame; user names you in open mode
 //	join     {room, since?}            join a room; since = last id seen
 //	leave    {room}
-//	send     {room, cid, body}         cid: client id, unique per message
+//	send     {room, cid, body, retry?} cid: client id, unique per message;
+//	                                   retry: a resend after a reconnect
 //	history  {room, before?, limit?}   a page of older messages
 //	typing   {room}
 //	ping     {}
