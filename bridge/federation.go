@@ -92,6 +92,17 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 // Collectors returns the federation's metrics.
 func (f *Federation) Collectors() []prometheus.Collector { return f.met.all() }
 
+// NATSDisconnected must be called when the bridge's NATS connection
+// drops: messages injected just before may have died with the server the
+// bridge was connected to, so they are forgotten and repair, which runs
+// Delay behind, injects them again (gateways drop the ones that did
+// arrive).
+func (f *Federation) NATSDisconnected(within time.Duration) {
+	if n := f.seen.forgetSince(time.Now().Add(-within)); n > 0 {
+		f.log.Info("NATS connection lost; recent injections left to repair", "messages", n)
+	}
+}
+
 // Seen reports whether a message of another region already arrived here;
 // MarkSeen records one that did.
 func (f *Federation) Seen(id string) bool { return f.seen.has(id) }
@@ -245,21 +256,22 @@ func (f *Federation) checkSeq(e envelope) {
 type seenSet struct {
 	mu       sync.Mutex
 	ttl      time.Duration
-	cur, old map[string]struct{}
+	cur, old map[string]time.Time
 	rotated  time.Time
 }
 
 func newSeenSet(ttl time.Duration) *seenSet {
-	return &seenSet{ttl: ttl, cur: map[string]struct{}{}, old: map[string]struct{}{}, rotated: time.Now()}
+	return &seenSet{ttl: ttl, cur: map[string]time.Time{}, old: map[string]time.Time{}, rotated: time.Now()}
 }
 
 func (s *seenSet) add(id string) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if time.Since(s.rotated) > s.ttl {
-		s.old, s.cur, s.rotated = s.cur, map[string]struct{}{}, time.Now()
+	now := time.Now()
+	if now.Sub(s.rotated) > s.ttl {
+		s.old, s.cur, s.rotated = s.cur, map[string]time.Time{}, now
 	}
-	s.cur[id] = struct{}{}
+	s.cur[id] = now
 }
 
 func (s *seenSet) has(id string) bool {
@@ -268,6 +280,22 @@ func (s *seenSet) has(id string) bool {
 	_, a := s.cur[id]
 	_, b := s.old[id]
 	return a || b
+}
+
+// forgetSince drops the ids added at or after t.
+func (s *seenSet) forgetSince(t time.Time) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, m := range []map[string]time.Time{s.cur, s.old} {
+		for id, at := range m {
+			if !at.Before(t) {
+				delete(m, id)
+				n++
+			}
+		}
+	}
+	return n
 }
 
 type fedMetrics struct {

@@ -116,11 +116,12 @@ func brokers() []broker {
 
 // proc is a running natter process.
 type proc struct {
-	t    testing.TB
-	cmd  *exec.Cmd
-	addr string
-	logs *syncBuffer
-	done chan struct{}
+	t     testing.TB
+	cmd   *exec.Cmd
+	addr  string
+	ready string
+	logs  *syncBuffer
+	done  chan struct{}
 }
 
 type syncBuffer struct {
@@ -163,37 +164,59 @@ func startNatter(t testing.TB, args ...string) *proc {
 // and waits until ready answers 200.
 func startProc(t testing.TB, host, ready string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, addr: freeAddrOn(t, host), logs: &syncBuffer{}, done: make(chan struct{})}
-	p.cmd = exec.Command(natterBin, append(args, "--addr", p.addr)...)
-	p.cmd.Env = append(os.Environ(), "NATTER_LOG_LEVEL=info")
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("start natter: %v", err)
-	}
-	go func() { _ = p.cmd.Wait(); close(p.done) }()
+	p := &proc{t: t, addr: freeAddrOn(t, host), ready: ready, logs: &syncBuffer{}}
+	p.launch(append(args, "--addr", p.addr))
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
 			t.Logf("natter %v logs:\n%s", args, tail(p.logs.String(), 60))
 		}
 	})
+	p.waitReady()
+	return p
+}
+
+func (p *proc) launch(args []string) {
+	p.done = make(chan struct{})
+	p.cmd = exec.Command(natterBin, args...)
+	p.cmd.Env = append(os.Environ(), "NATTER_LOG_LEVEL=info")
+	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatalf("start natter: %v", err)
+	}
+	done := p.done
+	cmd := p.cmd
+	go func() { _ = cmd.Wait(); close(done) }()
+}
+
+// restart starts the stopped or killed process again with the same
+// arguments and waits until it is ready.
+func (p *proc) restart() {
+	p.t.Helper()
+	<-p.done
+	p.launch(p.cmd.Args[1:])
+	p.waitReady()
+}
+
+func (p *proc) waitReady() {
+	t := p.t
+	t.Helper()
 	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		select {
 		case <-p.done:
 			t.Fatalf("natter exited during start:\n%s", tail(p.logs.String(), 40))
 		default:
 		}
-		resp, err := http.Get(p.url(ready))
+		resp, err := http.Get(p.url(p.ready))
 		if err != nil {
 			return err
 		}
 		resp.Body.Close()
 		if resp.StatusCode != 200 {
-			return fmt.Errorf("readyz: %s", resp.Status)
+			return fmt.Errorf("%s: %s", p.ready, resp.Status)
 		}
 		return nil
 	})
-	return p
 }
 
 func (p *proc) url(path string) string { return "http://" + p.addr + path }

@@ -4,10 +4,11 @@
 package e2e
 
 import (
-	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 )
 
 type proxy struct {
@@ -17,7 +18,26 @@ type proxy struct {
 	cut    bool
 	conns  map[net.Conn]struct{}
 	wg     sync.WaitGroup
+	// mode shapes traffic on open connections: 0 normal, modeDelay adds
+	// 200 ms to every chunk, modeBlackhole holds all bytes (the peers see
+	// a silent network, not a reset).
+	mode atomic.Int32
 }
+
+const (
+	modeNormal int32 = iota
+	modeDelay
+	modeBlackhole
+)
+
+// Delay adds 200 ms to every chunk in both directions.
+func (p *proxy) Delay() { p.mode.Store(modeDelay) }
+
+// Blackhole stops forwarding without closing anything.
+func (p *proxy) Blackhole() { p.mode.Store(modeBlackhole) }
+
+// Heal forwards normally again.
+func (p *proxy) Heal() { p.mode.Store(modeNormal) }
 
 // startProxy forwards a loopback port to target until the test ends.
 func startProxy(t testing.TB, target string) *proxy {
@@ -85,7 +105,30 @@ func (p *proxy) accept() {
 
 func (p *proxy) pipe(dst, src net.Conn) {
 	defer p.wg.Done()
-	_, _ = io.Copy(dst, src)
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		for n > 0 && p.mode.Load() == modeBlackhole {
+			time.Sleep(20 * time.Millisecond) // bytes held until healed
+			p.mu.Lock()
+			_, open := p.conns[src]
+			p.mu.Unlock()
+			if !open {
+				n = 0
+			}
+		}
+		if n > 0 && p.mode.Load() == modeDelay {
+			time.Sleep(200 * time.Millisecond)
+		}
+		if n > 0 {
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				break
+			}
+		}
+		if err != nil {
+			break
+		}
+	}
 	dst.Close()
 	src.Close()
 	p.mu.Lock()

@@ -12,11 +12,13 @@ import (
 )
 
 type topology struct {
-	db       string
-	gateways [][]*proc // [region][gateway]
-	bridges  []*proc
-	redis    []*proxy // each bridge's Redis link
-	common   []string
+	db        string
+	gateways  [][]*proc // [region][gateway]
+	bridges   []*proc
+	redis     []*proxy // each bridge's Redis link
+	persister *proc
+	pg        *proxy // the persister's PostgreSQL link
+	common    []string
 }
 
 // startRegions starts regions × gateways gateways (each region one NATS
@@ -59,7 +61,10 @@ func startRegions(t *testing.T, regions, gateways int) *topology {
 			"--redis-url", "redis://" + px.Addr() + "/0", "--repair-delay", "1s"}, top.common[:4]...)
 		top.bridges = append(top.bridges, startProc(t, "127.0.0.1", "/healthz", args...))
 	}
-	startProc(t, "127.0.0.1", "/healthz", append([]string{"persister", "--database-url", top.db}, top.common...)...)
+	pgHost := strings.SplitN(strings.SplitN(top.db, "@", 2)[1], "/", 2)
+	top.pg = startProxy(t, pgHost[0])
+	proxied := strings.Replace(top.db, pgHost[0], top.pg.Addr(), 1)
+	top.persister = startProc(t, "127.0.0.1", "/healthz", append([]string{"persister", "--database-url", proxied}, top.common...)...)
 	return top
 }
 

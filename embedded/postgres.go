@@ -191,7 +191,7 @@ func (p *Postgres) start(ctx context.Context, cfg PostgresConfig, bin, dir strin
 		"-c", "logging_collector=off",
 	}
 	if cfg.Fast {
-		args = append(args, "-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off")
+		args = append(args, "-c", "fsync=off", "-c", "full_page_writes=off")
 	}
 	cmd := exec.Command(filepath.Join(bin, "postgres"), args...)
 	cmd.Dir = dir

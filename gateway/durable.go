@@ -56,23 +56,25 @@ type cidRef struct {
 }
 
 type durable struct {
-	nc      *nats.Conn
-	reply   string
-	log     *slog.Logger
-	met     *metrics
-	maxPend int
-	maxCIDs int
+	nc           *nats.Conn
+	reply        string
+	log          *slog.Logger
+	met          *metrics
+	maxPend      int
+	maxPendBytes int
+	maxCIDs      int
 
-	mu       sync.Mutex
-	pending  map[string]*pendingSend // by message id
-	byCID    map[string]*cidEntry
-	cidOrder []cidRef
+	mu        sync.Mutex
+	pending   map[string]*pendingSend // by message id
+	pendBytes int
+	byCID     map[string]*cidEntry
+	cidOrder  []cidRef
 }
 
-func newDurable(nc *nats.Conn, gatewayID string, maxPending int, log *slog.Logger, met *metrics) *durable {
+func newDurable(nc *nats.Conn, gatewayID string, maxPending, maxPendingBytes int, log *slog.Logger, met *metrics) *durable {
 	return &durable{
 		nc: nc, reply: "natter.gw." + gatewayID + ".durable", log: log, met: met,
-		maxPend: maxPending, maxCIDs: 4 * maxPending,
+		maxPend: maxPending, maxPendBytes: maxPendingBytes, maxCIDs: 4 * maxPending,
 		pending: make(map[string]*pendingSend), byCID: make(map[string]*cidEntry),
 	}
 }
@@ -117,13 +119,13 @@ func (d *durable) lookup(key string, ack ackFunc) bool {
 	return ok
 }
 
-// submit starts the durable hop for msg (already published live) and
-// calls ack once it is durable. A cid already seen is answered from the
-// record of the first send instead (dup true).
-func (d *durable) submit(msg natter.Message, ack ackFunc, liveAfter bool) (dup bool, err error) {
+// reserve records msg as pending, to be acked through ack once durable;
+// send then starts its durable hop. Between the two the caller publishes
+// it live, so a message can only reach the log after it went out live.
+func (d *durable) reserve(msg natter.Message, ack ackFunc, liveAfter bool) (*pendingSend, error) {
 	data, err := json.Marshal(msg)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	now := time.Now()
 	p := &pendingSend{msg: msg, data: data, sent: now, next: now.Add(firstRetry), backoff: firstRetry, done: make(chan struct{}), liveAfter: liveAfter}
@@ -131,11 +133,12 @@ func (d *durable) submit(msg natter.Message, ack ackFunc, liveAfter bool) (dup b
 		p.waiters = []ackFunc{ack}
 	}
 	d.mu.Lock()
-	if len(d.pending) >= d.maxPend {
+	if len(d.pending) >= d.maxPend || d.pendBytes+len(data) > d.maxPendBytes {
 		d.mu.Unlock()
-		return false, errBusy
+		return nil, errBusy
 	}
 	d.pending[msg.ID] = p
+	d.pendBytes += len(data)
 	if msg.CID != "" {
 		key := cidKey(msg.User, msg.Room, msg.CID)
 		d.byCID[key] = &cidEntry{id: msg.ID, ts: msg.TS, p: p}
@@ -144,8 +147,16 @@ func (d *durable) submit(msg natter.Message, ack ackFunc, liveAfter bool) (dup b
 	}
 	d.met.pending.Set(float64(len(d.pending)))
 	d.mu.Unlock()
-	d.publish(p)
-	return false, nil
+	return p, nil
+}
+
+// submit is reserve then send, for callers that publish live afterwards.
+func (d *durable) submit(msg natter.Message, ack ackFunc, liveAfter bool) (*pendingSend, error) {
+	p, err := d.reserve(msg, ack, liveAfter)
+	if err == nil {
+		d.publish(p)
+	}
+	return p, err
 }
 
 func (d *durable) publish(p *pendingSend) {
@@ -173,6 +184,7 @@ func (d *durable) onReply(m *nats.Msg) {
 		return
 	}
 	delete(d.pending, r.ID)
+	d.pendBytes -= len(p.data)
 	id, ts := p.msg.ID, p.msg.TS
 	if r.Canonical != "" {
 		if _, err := natter.ParseID(r.Canonical); err == nil {
@@ -188,9 +200,16 @@ func (d *durable) onReply(m *nats.Msg) {
 	p.waiters = nil
 	d.met.pending.Set(float64(len(d.pending)))
 	d.mu.Unlock()
-	if p.liveAfter && id == p.msg.ID {
-		if err := d.nc.Publish(natter.MsgSubject(p.msg.Room), encodeMsg(p.msg)); err != nil {
-			d.log.Warn("live publish", "room", p.msg.Room, "id", p.msg.ID, "err", err)
+	if p.liveAfter {
+		// A retry goes out live only now. When the bridge already had its
+		// cid, the first message goes out again under its own id: members
+		// that saw it drop the repeat (the hub remembers recent ids), and
+		// members that never got it (its gateway died between the log and
+		// live delivery) get it now.
+		live := p.msg
+		live.ID, live.TS = id, ts
+		if err := d.nc.Publish(natter.MsgSubject(live.Room), encodeMsg(live)); err != nil {
+			d.log.Warn("live publish", "room", live.Room, "id", live.ID, "err", err)
 		}
 	}
 	close(p.done)

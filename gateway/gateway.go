@@ -58,24 +58,25 @@ type LogTail func(ctx context.Context, limit int) (msgs []natter.Message, more b
 // Limits bound what one client may do. Zero values take the defaults in
 // DefaultLimits.
 type Limits struct {
-	FrameBytes     int           // largest client frame handled (16 KiB)
-	HardFrameBytes int           // larger frames close the connection (1 MiB)
-	BodyBytes      int           // largest message body (4 KiB)
-	RoomsPerConn   int           // rooms one connection may join (100)
-	HistoryPage    int           // largest history page and resume batch (200)
-	ResumeMax      int           // most messages replayed by one join with since (5000)
-	QueueBytes     int           // bytes queued to a connection before it is cut (4 MiB)
-	IdleTimeout    time.Duration // no frame nor pong for this long closes (75s)
-	PingInterval   time.Duration // server pings (30s)
-	WriteTimeout   time.Duration // a write blocked this long closes (10s)
-	MaxPending     int           // messages awaiting the durable log before sends are refused (100000)
+	FrameBytes      int           // largest client frame handled (16 KiB)
+	HardFrameBytes  int           // larger frames close the connection (1 MiB)
+	BodyBytes       int           // largest message body (4 KiB)
+	RoomsPerConn    int           // rooms one connection may join (100)
+	HistoryPage     int           // largest history page and resume batch (200)
+	ResumeMax       int           // most messages replayed by one join with since (5000)
+	QueueBytes      int           // bytes queued to a connection before it is cut (4 MiB)
+	IdleTimeout     time.Duration // no frame nor pong for this long closes (75s)
+	PingInterval    time.Duration // server pings (30s)
+	WriteTimeout    time.Duration // a write blocked this long closes (10s)
+	MaxPending      int           // messages awaiting the durable log before sends are refused (100000)
+	MaxPendingBytes int           // their bytes (64 MiB)
 }
 
 // DefaultLimits are the limits used for zero fields.
 var DefaultLimits = Limits{
 	FrameBytes: 16 << 10, HardFrameBytes: 1 << 20, BodyBytes: natter.MaxBodyBytes, RoomsPerConn: 100,
 	HistoryPage: 200, ResumeMax: 5000, QueueBytes: 4 << 20, IdleTimeout: 75 * time.Second,
-	PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second, MaxPending: 100000,
+	PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second, MaxPending: 100000, MaxPendingBytes: 64 << 20,
 }
 
 func (l *Limits) fill() {
@@ -98,6 +99,7 @@ func (l *Limits) fill() {
 	set(&l.ResumeMax, d.ResumeMax)
 	set(&l.QueueBytes, d.QueueBytes)
 	set(&l.MaxPending, d.MaxPending)
+	set(&l.MaxPendingBytes, d.MaxPendingBytes)
 	setD(&l.IdleTimeout, d.IdleTimeout)
 	setD(&l.PingInterval, d.PingInterval)
 	setD(&l.WriteTimeout, d.WriteTimeout)
@@ -191,7 +193,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g := &Gateway{
 		cfg: cfg, log: log, met: met, ids: natter.NewIDGen(nil),
-		durable: newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, log, met),
+		durable: newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, cfg.Limits.MaxPendingBytes, log, met),
 	}
 	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.inflight, log, met)
 	g.up = websocket.Upgrader{
@@ -310,18 +312,21 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 	defer g.pubMu.Unlock()
 	id := g.ids.Next()
 	msg := natter.Message{ID: id.String(), Room: room, User: user, Body: body, TS: id.Time().UnixMilli(), Region: g.cfg.Region, CID: cid}
-	if _, err := g.durable.submit(msg, ack, retry); err != nil {
+	p, err := g.durable.reserve(msg, ack, retry)
+	if err != nil {
 		return err
 	}
 	g.met.messagesIn.Inc()
-	if retry {
-		return nil
+	if !retry {
+		// Live first, then the durable hop: a message in the log always
+		// went out live (on the same NATS connection, in that order).
+		if err := g.cfg.NATS.Publish(natter.MsgSubject(room), encodeMsg(msg)); err != nil {
+			// Live delivery failed; the message still goes to the log and
+			// reaches members through resume.
+			g.log.Warn("live publish", "room", room, "id", msg.ID, "err", err)
+		}
 	}
-	if err := g.cfg.NATS.Publish(natter.MsgSubject(room), encodeMsg(msg)); err != nil {
-		// Live delivery failed; the message is still on its way to the
-		// log and reaches members through resume.
-		g.log.Warn("live publish", "room", room, "id", msg.ID, "err", err)
-	}
+	g.durable.publish(p)
 	return nil
 }
 

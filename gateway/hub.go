@@ -51,35 +51,42 @@ type room struct {
 	users  map[string]int       // local connections per user
 	remote map[string]*remoteGW // other gateways' members
 
-	// foreign remembers the last ids of messages from other regions: they
-	// may arrive twice (through Redis and through repair from Kafka).
-	fmu     sync.Mutex
-	foreign map[string]struct{}
-	fring   []string
-	fnext   int
+	// recent remembers the ids delivered in the last dedupWindow: a
+	// message may arrive twice (through Redis and through repair from
+	// Kafka, or published again after a client's retry), and is delivered
+	// once. Memory follows the message rate, not the number of rooms.
+	dmu    sync.Mutex
+	recent map[string]struct{}
+	ring   []seenID
 }
 
-// foreignDupSize is how many recent other-region ids a room remembers.
-const foreignDupSize = 4096
+type seenID struct {
+	id string
+	at time.Time
+}
 
-// seenForeign records id and reports whether it was already seen.
-func (r *room) seenForeign(id string) bool {
-	r.fmu.Lock()
-	defer r.fmu.Unlock()
-	if r.foreign == nil {
-		r.foreign = make(map[string]struct{}, 64)
+// dedupWindow is how long a room remembers a delivered id.
+const dedupWindow = 30 * time.Second
+
+// seen records id and reports whether it was delivered before.
+func (r *room) seen(id string, now time.Time) bool {
+	r.dmu.Lock()
+	defer r.dmu.Unlock()
+	if r.recent == nil {
+		r.recent = make(map[string]struct{}, 64)
 	}
-	if _, ok := r.foreign[id]; ok {
+	i := 0
+	for ; i < len(r.ring) && now.Sub(r.ring[i].at) > dedupWindow; i++ {
+		delete(r.recent, r.ring[i].id)
+	}
+	if i > 0 {
+		r.ring = append(r.ring[:0], r.ring[i:]...)
+	}
+	if _, ok := r.recent[id]; ok {
 		return true
 	}
-	if len(r.fring) < foreignDupSize {
-		r.fring = append(r.fring, id)
-	} else {
-		delete(r.foreign, r.fring[r.fnext])
-		r.fring[r.fnext] = id
-		r.fnext = (r.fnext + 1) % foreignDupSize
-	}
-	r.foreign[id] = struct{}{}
+	r.recent[id] = struct{}{}
+	r.ring = append(r.ring, seenID{id, now})
 	return false
 }
 
@@ -256,13 +263,12 @@ func (r *room) onNATS(h *hub) nats.MsgHandler {
 		switch {
 		case strings.HasSuffix(m.Subject, ".msg"):
 			var head struct {
-				ID     string `json:"id"`
-				Region string `json:"region"`
+				ID string `json:"id"`
 			}
 			if json.Unmarshal(m.Data, &head) != nil {
 				return
 			}
-			if head.Region != h.region && r.seenForeign(head.ID) {
+			if r.seen(head.ID, time.Now()) {
 				return
 			}
 			r.fanout(h, m.Data, head.ID, "")

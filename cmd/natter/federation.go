@@ -54,6 +54,7 @@ func (ff *federationFlags) start(brokers []string, topic string, nc *nats.Conn, 
 		return nil, err
 	}
 	reg.MustRegister(fed.Collectors()...)
+	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { fed.NATSDisconnected(*ff.repairDelay) })
 	return func(ctx context.Context) error {
 		defer rdb.Close()
 		errs := make(chan error, 2)

@@ -1,0 +1,100 @@
+package gateway
+
+import (
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/bridge"
+	"github.com/natter-chat/natter/embedded"
+)
+
+func testNATS(t *testing.T) *nats.Conn {
+	t.Helper()
+	ns, err := embedded.StartNATS(embedded.NATSConfig{DontListen: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	nc, err := ns.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+func testMsg(g *natter.IDGen, body string) natter.Message {
+	id := g.Next()
+	return natter.Message{ID: id.String(), Room: "r", User: "u", Body: body, TS: id.Time().UnixMilli(), Region: "x", CID: id.String()}
+}
+
+// With no bridge answering, pending messages are bounded by count and by
+// bytes: past either, sends are refused (the client keeps its outbox).
+func TestPendingIsBoundedByCountAndBytes(t *testing.T) {
+	nc := testNATS(t)
+	g := natter.NewIDGen(nil)
+	byCount := newDurable(nc, "gw", 10, 1<<20, slog.Default(), newMetrics())
+	for i := 0; i < 10; i++ {
+		if _, err := byCount.submit(testMsg(g, "hi"), nil, false); err != nil {
+			t.Fatalf("submit %d: %v", i, err)
+		}
+	}
+	if _, err := byCount.submit(testMsg(g, "hi"), nil, false); !errors.Is(err, errBusy) {
+		t.Fatalf("11th submit: %v, want errBusy", err)
+	}
+	byBytes := newDurable(nc, "gw", 1000, 10_000, slog.Default(), newMetrics())
+	big := strings.Repeat("x", 3000)
+	n := 0
+	for ; n < 10; n++ {
+		if _, err := byBytes.submit(testMsg(g, big), nil, false); err != nil {
+			break
+		}
+	}
+	if n != 3 {
+		t.Fatalf("accepted %d messages of 3 KB under a 10 KB bound, want 3", n)
+	}
+}
+
+// A bridge's reply acks every waiter of the message once, with the
+// canonical id when the bridge found an earlier write of the same cid.
+func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
+	nc := testNATS(t)
+	d := newDurable(nc, "gw", 100, 1<<20, slog.Default(), newMetrics())
+	g := natter.NewIDGen(nil)
+	first := testMsg(g, "hi")
+	acks := make(chan string, 4)
+	if _, err := d.submit(first, func(id string, ts int64) { acks <- id }, false); err != nil {
+		t.Fatal(err)
+	}
+	// The same cid again while pending: joins as a waiter.
+	if !d.lookup(cidKey(first.User, first.Room, first.CID), func(id string, ts int64) { acks <- id }) {
+		t.Fatal("lookup did not find the pending cid")
+	}
+	canonical := g.Next().String()
+	data, _ := json.Marshal(bridge.Reply{ID: first.ID, OK: true, Canonical: canonical, CanonicalTS: 1})
+	d.onReply(&nats.Msg{Data: data})
+	for i := 0; i < 2; i++ {
+		select {
+		case id := <-acks:
+			if id != canonical {
+				t.Errorf("ack %d with %s, want canonical %s", i, id, canonical)
+			}
+		case <-time.After(time.Second):
+			t.Fatal("waiter not acked")
+		}
+	}
+	if d.count() != 0 {
+		t.Errorf("%d still pending", d.count())
+	}
+	// Later repeats are answered from the record at once.
+	if !d.lookup(cidKey(first.User, first.Room, first.CID), func(id string, ts int64) { acks <- id }) || <-acks != canonical {
+		t.Error("a repeat after the ack did not get the canonical id")
+	}
+}
