@@ -40,5 +40,5 @@ const (
 func FederationChannel(region string) string { return "natter:fed:" + region }
 
 // RepairGroup is the Kafka consumer group with which region's bridges
-// repair federation gaps from the log.
-func RepairGroup(region string) string { return "natter-repair-" + region }
+// repair federation gaps from topic.
+func RepairGroup(region, topic string) string { return "natter-repair-" + region + "-" + topic }

@@ -67,7 +67,7 @@ func NewRepair(cfg RepairConfig) (*Repair, error) {
 
 // Run consumes until ctx ends; it returns nil after a cancel.
 func (r *Repair) Run(ctx context.Context) error {
-	group, err := sarama.NewConsumerGroup(r.cfg.Brokers, natter.RepairGroup(r.cfg.Region), r.cfg.Sarama)
+	group, err := sarama.NewConsumerGroup(r.cfg.Brokers, natter.RepairGroup(r.cfg.Region, r.cfg.Topic), r.cfg.Sarama)
 	if err != nil {
 		return fmt.Errorf("repair: join group: %w", err)
 	}
@@ -77,7 +77,7 @@ func (r *Repair) Run(ctx context.Context) error {
 			r.log.Warn("repair consumer", "err", err)
 		}
 	}()
-	r.log.Info("repair ready", "group", natter.RepairGroup(r.cfg.Region), "delay", r.cfg.Delay)
+	r.log.Info("repair ready", "group", natter.RepairGroup(r.cfg.Region, r.cfg.Topic), "delay", r.cfg.Delay)
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{r.cfg.Topic}, r); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {

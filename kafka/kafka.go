@@ -48,6 +48,9 @@ func NewConfig(clientID string) *sarama.Config {
 	// replaced after 6 s instead of 10.
 	c.Consumer.Group.Session.Timeout = 6 * time.Second
 	c.Consumer.Group.Heartbeat.Interval = 2 * time.Second
+	// A rebalance waits this long for members to rejoin; a dead member
+	// never does, so the default 60 s would stall its partitions that long.
+	c.Consumer.Group.Rebalance.Timeout = 10 * time.Second
 	c.Consumer.Offsets.Initial = sarama.OffsetOldest
 	c.Consumer.Offsets.AutoCommit.Enable = false
 	c.Consumer.Return.Errors = true
