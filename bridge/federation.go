@@ -21,7 +21,6 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,13 +57,31 @@ type FederationConfig struct {
 type Federation struct {
 	cfg  FederationConfig
 	src  string
-	seq  atomic.Uint64
+	seq  uint64 // owned by the publisher goroutine
+	out  chan envelope
 	log  *slog.Logger
 	seen *seenSet
 	met  *fedMetrics
 
 	mu   sync.Mutex
 	last map[string]uint64 // src → last sequence received
+
+	// injectMu makes "not seen yet → mark → publish" one step for both
+	// paths into the region (Redis and repair), so a sender's messages
+	// keep their order when some arrive one way and some the other.
+	injectMu sync.Mutex
+}
+
+// inject publishes another region's message into this region's NATS
+// unless it already arrived; it reports whether it did.
+func (f *Federation) inject(id, room string, frame []byte) (bool, error) {
+	f.injectMu.Lock()
+	defer f.injectMu.Unlock()
+	if f.seen.has(id) {
+		return false, nil
+	}
+	f.seen.add(id)
+	return true, f.cfg.NATS.Publish(natter.MsgSubject(room), frame)
 }
 
 // NewFederation returns a federation; Run starts it.
@@ -86,6 +103,7 @@ func NewFederation(cfg FederationConfig) (*Federation, error) {
 	return &Federation{
 		cfg: cfg, src: cfg.Region + "-" + hex.EncodeToString(b[:]), log: cfg.Log.With("role", "federation", "region", cfg.Region),
 		seen: newSeenSet(10 * time.Minute), met: newFedMetrics(), last: map[string]uint64{},
+		out: make(chan envelope, 1<<16),
 	}, nil
 }
 
@@ -125,8 +143,9 @@ func (f *Federation) Run(ctx context.Context) error {
 	ps := f.cfg.Redis.PSubscribe(ctx, natter.FederationPattern)
 	defer ps.Close()
 	in := ps.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second))
-	hb := time.NewTicker(f.cfg.Heartbeat)
-	defer hb.Stop()
+	pubDone := make(chan struct{})
+	go func() { defer close(pubDone); f.publisher(ctx) }()
+	defer func() { <-pubDone }()
 	f.log.Info("federation ready", "channel", natter.FederationChannel(f.cfg.Region), "src", f.src)
 	for {
 		select {
@@ -137,9 +156,37 @@ func (f *Federation) Run(ctx context.Context) error {
 				return nil
 			}
 			f.inbound(m.Channel, []byte(m.Payload))
-		case <-hb.C:
-			f.publish(envelope{Kind: "hb", Seq: f.seq.Load()})
 		}
+	}
+}
+
+// publisher is the one goroutine that numbers envelopes and publishes
+// them, in pipelined batches: numbering and sending in one place keeps
+// the sequence in order on the channel, so a receiver's gaps are real.
+func (f *Federation) publisher(ctx context.Context) {
+	hb := time.NewTicker(f.cfg.Heartbeat)
+	defer hb.Stop()
+	batch := make([]envelope, 0, 512)
+	for {
+		batch = batch[:0]
+		select {
+		case <-ctx.Done():
+			return
+		case <-hb.C:
+			batch = append(batch, envelope{Kind: "hb"})
+		case e := <-f.out:
+			batch = append(batch, e)
+		}
+		for len(batch) < cap(batch) {
+			select {
+			case e := <-f.out:
+				batch = append(batch, e)
+				continue
+			default:
+			}
+			break
+		}
+		f.publishBatch(ctx, batch)
 	}
 }
 
@@ -161,23 +208,41 @@ func (f *Federation) outbound(kind string) nats.MsgHandler {
 			return
 		}
 		room := strings.TrimSuffix(strings.TrimPrefix(m.Subject, "natter.room."), "."+kind)
-		f.publish(envelope{Kind: kind, Room: room, Data: m.Data, Seq: f.seq.Add(1)})
+		select {
+		case f.out <- envelope{Kind: kind, Room: room, Data: m.Data}:
+		default:
+			// Redis is too slow or away: repair from Kafka brings the
+			// message to the other regions; the sequence shows the gap.
+			f.met.publishErrors.Inc()
+		}
 	}
 }
 
-func (f *Federation) publish(e envelope) {
-	e.Region, e.Src = f.cfg.Region, f.src
-	data, _ := json.Marshal(e)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+// publishBatch numbers and publishes batch in one pipeline.
+func (f *Federation) publishBatch(ctx context.Context, batch []envelope) {
+	channel := natter.FederationChannel(f.cfg.Region)
+	pipe := f.cfg.Redis.Pipeline()
+	msgs := 0
+	for _, e := range batch {
+		if e.Kind == "hb" {
+			e.Seq = f.seq
+		} else {
+			f.seq++
+			e.Seq = f.seq
+			msgs++
+		}
+		e.Region, e.Src = f.cfg.Region, f.src
+		data, _ := json.Marshal(e)
+		pipe.Publish(ctx, channel, data)
+	}
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	if err := f.cfg.Redis.Publish(ctx, natter.FederationChannel(f.cfg.Region), data).Err(); err != nil {
-		f.met.publishErrors.Inc()
+	if _, err := pipe.Exec(pctx); err != nil {
+		f.met.publishErrors.Add(float64(msgs))
 		f.log.Debug("redis publish", "err", err)
 		return
 	}
-	if e.Kind != "hb" {
-		f.met.published.Inc()
-	}
+	f.met.published.Add(float64(msgs))
 }
 
 // inbound injects another region's traffic into this region's NATS.
@@ -198,11 +263,11 @@ func (f *Federation) inbound(channel string, data []byte) {
 		f.met.malformed.Inc()
 		return
 	}
-	subject := natter.EventSubject(e.Room)
 	if e.Kind == "msg" {
 		var head struct {
 			ID   string `json:"id"`
 			Room string `json:"room"`
+			TS   int64  `json:"ts"`
 		}
 		if json.Unmarshal(e.Data, &head) != nil || head.Room != e.Room {
 			f.met.malformed.Inc()
@@ -212,17 +277,20 @@ func (f *Federation) inbound(channel string, data []byte) {
 			f.met.malformed.Inc()
 			return
 		}
-		if f.seen.has(head.ID) {
-			return
+		injected, err := f.inject(head.ID, e.Room, e.Data)
+		if err != nil {
+			f.log.Warn("inject into NATS", "room", e.Room, "err", err)
 		}
-		f.seen.add(head.ID)
-		subject = natter.MsgSubject(e.Room)
-		f.met.received.Inc()
+		if injected {
+			f.met.received.Inc()
+			f.met.lag.Observe(max(0, float64(time.Now().UnixMilli()-head.TS)) / 1000)
+		}
+		return
 	} else if e.Kind != "evt" {
 		f.met.malformed.Inc()
 		return
 	}
-	if err := f.cfg.NATS.Publish(subject, e.Data); err != nil {
+	if err := f.cfg.NATS.Publish(natter.EventSubject(e.Room), e.Data); err != nil {
 		f.log.Warn("inject into NATS", "room", e.Room, "err", err)
 	}
 }
@@ -300,6 +368,7 @@ func (s *seenSet) forgetSince(t time.Time) int {
 
 type fedMetrics struct {
 	published, received, publishErrors, malformed, gaps, repaired prometheus.Counter
+	lag                                                           prometheus.Histogram
 }
 
 func newFedMetrics() *fedMetrics {
@@ -313,9 +382,12 @@ func newFedMetrics() *fedMetrics {
 		malformed:     c("natter_federation_malformed_total", "Envelopes from Redis dropped as malformed."),
 		gaps:          c("natter_federation_gaps_total", "Messages detected missing by sequence."),
 		repaired:      c("natter_federation_repaired_total", "Other regions' messages injected from Kafka because Redis did not bring them."),
+		lag: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "natter_federation_lag_seconds",
+			Help:    "From a message's acceptance in another region to its arrival here through Redis.",
+			Buckets: []float64{0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5}}),
 	}
 }
 
 func (m *fedMetrics) all() []prometheus.Collector {
-	return []prometheus.Collector{m.published, m.received, m.publishErrors, m.malformed, m.gaps, m.repaired}
+	return []prometheus.Collector{m.published, m.received, m.publishErrors, m.malformed, m.gaps, m.repaired, m.lag}
 }

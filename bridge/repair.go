@@ -139,9 +139,9 @@ func (r *Repair) check(ctx context.Context, rec *sarama.ConsumerMessage) error {
 	if f.Seen(m.ID) {
 		return nil
 	}
-	f.MarkSeen(m.ID)
 	frame := protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region})
-	if err := r.cfg.NATS.Publish(natter.MsgSubject(m.Room), frame); err != nil {
+	injected, err := f.inject(m.ID, m.Room, frame)
+	if err != nil || !injected {
 		return err
 	}
 	f.met.repaired.Inc()

@@ -4,7 +4,9 @@
 package e2e
 
 import (
+	"bufio"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -131,6 +133,47 @@ func TestCrossGatewayAndRegionDelivery(t *testing.T) {
 		}
 		return nil
 	})
+	// The metrics tell the same story.
+	for _, p := range top.all() {
+		m := metrics(t, p)
+		if m["natter_nats_routes"] < 1 || m["natter_fanout_latency_seconds_count"] < total || m["natter_messages_in_total"] < 1 {
+			t.Errorf("gateway %s metrics: routes %v, fan-outs %v, messages in %v", p.addr, m["natter_nats_routes"], m["natter_fanout_latency_seconds_count"], m["natter_messages_in_total"])
+		}
+	}
+	// Each bridge brought the other region's half into its region exactly
+	// once, through Redis or through repair.
+	for _, b := range top.bridges {
+		m := metrics(t, b)
+		in := m["natter_federation_received_total"] + m["natter_federation_repaired_total"]
+		if in != total/2 || m["natter_federation_lag_seconds_count"] != m["natter_federation_received_total"] || m["natter_kafka_produced_total"] < total/2 {
+			t.Errorf("bridge %s metrics: received %v + repaired %v, want %d; lag samples %v; produced %v", b.addr,
+				m["natter_federation_received_total"], m["natter_federation_repaired_total"], total/2, m["natter_federation_lag_seconds_count"], m["natter_kafka_produced_total"])
+		}
+	}
+}
+
+// metrics scrapes p's /metrics into name → value (unlabelled samples).
+func metrics(t *testing.T, p *proc) map[string]float64 {
+	t.Helper()
+	resp, err := http.Get(p.url("/metrics"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out := map[string]float64{}
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, "#") || strings.Contains(line, "{") {
+			continue
+		}
+		var name string
+		var v float64
+		if _, err := fmt.Sscanf(line, "%s %g", &name, &v); err == nil {
+			out[name] = v
+		}
+	}
+	return out
 }
 
 // TestRegionCutConverges: both bridges lose Redis for 30 s while both

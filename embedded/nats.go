@@ -157,6 +157,13 @@ func (n *NATS) ClusterURL() string {
 	return ""
 }
 
+// Routes returns the number of route connections to other servers of
+// the cluster.
+func (n *NATS) Routes() int { return n.srv.NumRoutes() }
+
+// LeafNodes returns the number of leaf-node connections.
+func (n *NATS) LeafNodes() int { return n.srv.NumLeafNodes() }
+
 // Close shuts the server down and waits until it has: every client and route
 // is closed and every server goroutine has ended. It is safe to call more
 // than once, and always returns nil; it has an error so that NATS is an

@@ -264,13 +264,18 @@ func (r *room) onNATS(h *hub) nats.MsgHandler {
 		case strings.HasSuffix(m.Subject, ".msg"):
 			var head struct {
 				ID string `json:"id"`
+				TS int64  `json:"ts"`
 			}
 			if json.Unmarshal(m.Data, &head) != nil {
 				return
 			}
-			if r.seen(head.ID, time.Now()) {
+			now := time.Now()
+			if r.seen(head.ID, now) {
 				return
 			}
+			// From the accepting gateway's clock to this one's: clock skew
+			// between hosts shows here too.
+			h.met.fanoutSeconds.Observe(max(0, float64(now.UnixMilli()-head.TS)) / 1000)
 			r.fanout(h, m.Data, head.ID, "")
 		case strings.HasSuffix(m.Subject, ".evt"):
 			r.onEvent(h, m.Data)

@@ -16,6 +16,7 @@ type metrics struct {
 	durableRetries prometheus.Counter
 	ackSeconds     prometheus.Histogram
 	resumeSeconds  prometheus.Histogram
+	fanoutSeconds  prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -33,10 +34,13 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		resumeSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "natter_resume_seconds", Help: "Time to answer a join with since.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+		fanoutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "natter_fanout_latency_seconds",
+			Help:    "From a message's acceptance (its ts, any gateway or region) to its fan-out here, in whole milliseconds.",
+			Buckets: []float64{0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10}}),
 	}
 }
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.rooms, m.pending, m.messagesIn, m.deliveries, m.frames, m.errors,
-		m.disconnects, m.durableRetries, m.ackSeconds, m.resumeSeconds}
+		m.disconnects, m.durableRetries, m.ackSeconds, m.resumeSeconds, m.fanoutSeconds}
 }

@@ -123,8 +123,8 @@ func (m *Main) runAll(ctx context.Context, args []string) error {
 		return err
 	}
 	st.defer_(func() { _ = ns.Close() })
-	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name) }
-	return m.serve(ctx, st, log, g, connect, true)
+	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name, natsErrors(log)) }
+	return m.serve(ctx, st, log, g, connect, true, nil)
 }
 
 // runGateway runs a gateway and its embedded NATS server.
@@ -182,14 +182,20 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	}
 	st.defer_(func() { _ = ns.Close() })
 	log.Info("embedded NATS listening", "url", ns.ClientURL())
-	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name) }
-	return m.serve(ctx, st, log, g, connect, false)
+	natsGauges := []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "natter_nats_routes", Help: "Route connections of the embedded NATS server to the region's other gateways."},
+			func() float64 { return float64(ns.Routes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "natter_nats_leafnodes", Help: "Leaf-node connections of the embedded NATS server."},
+			func() float64 { return float64(ns.LeafNodes()) }),
+	}
+	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name, natsErrors(log)) }
+	return m.serve(ctx, st, log, g, connect, false, natsGauges)
 }
 
 // serve opens the store and the log, then runs the gateway (and, when
 // withBackend, the bridge and persister) until ctx ends, shutting down
 // gateway first so its drain still has a bridge.
-func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, connect func(string) (*nats.Conn, error), withBackend bool) error {
+func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, connect func(string) (*nats.Conn, error), withBackend bool, extra []prometheus.Collector) error {
 	brokers := splitList(*g.kafkaBrokers)
 	if err := kafka.EnsureTopic(brokers, *g.topic, int32(*g.partitions)); err != nil {
 		return err
@@ -210,6 +216,7 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	}
 	st.defer_(gwConn.Close)
 	reg := newRegistry()
+	reg.MustRegister(extra...)
 	var backend sync.WaitGroup
 	backendCtx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopBackend(); backend.Wait() }()
@@ -294,7 +301,8 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 	if err := kafka.EnsureTopic(splitList(*brokers), *topic, int32(*partitions)); err != nil {
 		return err
 	}
-	nc, err := nats.Connect(*natsURL, nats.Name("natter-bridge"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond))
+	nc, err := nats.Connect(*natsURL, nats.Name("natter-bridge"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
+		natsErrors(log))
 	if err != nil {
 		return fmt.Errorf("nats %s: %w", *natsURL, err)
 	}
@@ -387,6 +395,18 @@ func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, log *slog.Log
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("metrics listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
+}
+
+// natsErrors logs asynchronous NATS errors, above all a subscription
+// that fell behind and lost messages (a slow consumer).
+func natsErrors(log *slog.Logger) nats.Option {
+	return nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+		subject := ""
+		if sub != nil {
+			subject = sub.Subject
+		}
+		log.Error("nats", "subject", subject, "err", err)
+	})
 }
 
 func required(vals map[string]string) error {
