@@ -26,14 +26,14 @@ var version = sarama.V3_9_0_0
 // keeps per-partition order across retries), hash partitioning on the key,
 // manual offset commits for consumers.
 //
-// The producer is deliberately not idempotent. sarama's idempotent
-// producer can send messages that were queued behind a retried batch
-// without their sequence numbers; the broker then takes them for
-// duplicates and drops them while sarama reports success — acked messages
-// silently missing from the log (seen in the multi-region suite under
-// load). Without idempotence a retry can at worst write a message twice,
-// which every reader absorbs: the persister, resume, replay and repair
-// are all idempotent on the message id.
+// The producer is deliberately not idempotent. natter does not need it:
+// the persister, resume, replay and repair are all idempotent on the
+// message id, so a retry that writes a message twice changes nothing. And
+// sarama's idempotent producer has a reported defect (messages queued
+// behind a retried batch can go out without sequence numbers, which a
+// broker may drop as duplicates while the client reports success) whose
+// failure mode would be silent loss of acked messages — the one outcome
+// natter must never allow.
 func NewConfig(clientID string) *sarama.Config {
 	c := sarama.NewConfig()
 	c.ClientID = clientID
