@@ -499,7 +499,7 @@ func TestHostileInput(t *testing.T) {
 
 	t.Run("HTML, JS and SQL in a body are stored and returned byte-exact", func(t *testing.T) {
 		body := `<script>alert(document.cookie)</script><img src=x onerror="fetch('//evil')"> '; DROP TABLE messages; -- ` +
-			`" OR "1"="1 \ %s %n {{.}} ${x} ` + "\u2028\u2029\t\r\n😀 ‮rtl"
+			`" OR "1"="1 \ %s %n {{.}} ${x} ` + "\u2028\u2029\t\r\n😀 \u202ertl"
 		c := dialToken(t, p, hs(t, claims("quoter", everything, everything, nil)))
 		c.join("quotes", "")
 		c.sendJSON(map[string]any{"op": "send", "room": "quotes", "cid": "q1", "body": body})

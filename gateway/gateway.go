@@ -4,8 +4,8 @@
 // fan-out at once, hands them to a bridge for the durable log, and acks a
 // sender once the log has its message.
 //
-// Lock order: hub.mu, then room.mu, then conn.mu; durable.mu is never held
-// while taking another.
+// Lock order: hub.mu, then room.mu, then conn.mu; durable.mu and
+// admission.mu are never held while taking another.
 package gateway
 
 import (
