@@ -14,13 +14,16 @@ import (
 )
 
 // startCore starts a one-process natter on broker with a fresh database
-// and its own topic; it returns the process and the database URL.
+// and its own topic; it returns the process and the database URL. The
+// message rate limits are off: these tests send as fast as they can on
+// purpose (the hostile suite tests the limits).
 func startCore(t *testing.T, b broker) (*proc, string) {
 	t.Helper()
 	db := freshDatabase(t)
 	uniq := fmt.Sprintf("%d", time.Now().UnixNano())
 	args := append([]string{"--database-url", db, "--data-dir", t.TempDir(),
-		"--kafka-topic", "e2e." + uniq, "--kafka-group", "e2e-" + uniq}, b.args(t)...)
+		"--kafka-topic", "e2e." + uniq, "--kafka-group", "e2e-" + uniq,
+		"--rate-per-conn", "0", "--rate-per-user", "0"}, b.args(t)...)
 	return startNatter(t, args...), db
 }
 

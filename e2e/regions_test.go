@@ -53,7 +53,7 @@ func startRegions(t *testing.T, regions, gateways int) *topology {
 			}
 			args := append([]string{"gateway", "--open", "--id", fmt.Sprintf("%s-gw%d", region, g), "--region", region,
 				"--nats-addr", natsAddr, "--nats-cluster-addr", clusterAddrs[g], "--nats-routes", strings.Join(routes, ","),
-				"--database-url", top.db, "--presence-interval", "1s"}, top.common...)
+				"--database-url", top.db, "--presence-interval", "1s", "--rate-per-conn", "0", "--rate-per-user", "0"}, top.common...)
 			gws = append(gws, startProc(t, hosts[g], "/readyz", args...))
 		}
 		top.gateways = append(top.gateways, gws)

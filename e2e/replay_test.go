@@ -37,7 +37,8 @@ func TestReplayRebuildsTheDatabaseIdempotently(t *testing.T) {
 	kafka := service(t, "NATTER_TEST_KAFKA_BROKERS")
 	db := freshDatabase(t)
 	topic := fmt.Sprintf("e2e.replay.%d", time.Now().UnixNano())
-	p := startNatter(t, "--database-url", db, "--data-dir", t.TempDir(), "--kafka-brokers", kafka, "--kafka-topic", topic, "--kafka-group", "g-"+topic)
+	p := startNatter(t, "--database-url", db, "--data-dir", t.TempDir(), "--kafka-brokers", kafka, "--kafka-topic", topic, "--kafka-group", "g-"+topic,
+		"--rate-per-conn", "0", "--rate-per-user", "0")
 	c := dial(t, p)
 	c.connect("writer")
 	c.join("a", "")

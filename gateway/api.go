@@ -112,6 +112,9 @@ type publishResponse struct {
 // apiPublish sends a message from a backend. It answers 201 once the
 // message is durable, like a client's ack.
 func (g *Gateway) apiPublish(w http.ResponseWriter, r *http.Request) {
+	if c, ok := g.apiCaller(w, r); !ok || !g.mayPublish(w, c) {
+		return
+	}
 	room := r.PathValue("room")
 	if err := natter.CheckRoom(room); err != nil {
 		writeErr(w, http.StatusBadRequest, protocol.CodeInvalidRoom, err.Error())
@@ -171,9 +174,16 @@ type historyResponse struct {
 }
 
 func (g *Gateway) apiHistory(w http.ResponseWriter, r *http.Request) {
+	c, ok := g.apiCaller(w, r)
+	if !ok {
+		return
+	}
 	room := r.PathValue("room")
 	if err := natter.CheckRoom(room); err != nil {
 		writeErr(w, http.StatusBadRequest, protocol.CodeInvalidRoom, err.Error())
+		return
+	}
+	if !g.mayRead(w, c, room) {
 		return
 	}
 	q := r.URL.Query()
@@ -203,9 +213,16 @@ func (g *Gateway) apiHistory(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) apiPresence(w http.ResponseWriter, r *http.Request) {
+	c, ok := g.apiCaller(w, r)
+	if !ok {
+		return
+	}
 	room := r.PathValue("room")
 	if err := natter.CheckRoom(room); err != nil {
 		writeErr(w, http.StatusBadRequest, protocol.CodeInvalidRoom, err.Error())
+		return
+	}
+	if !g.mayRead(w, c, room) {
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"room": room, "members": g.hub.members(room)})

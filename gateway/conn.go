@@ -37,6 +37,7 @@ type conn struct {
 	user    string // set once by connect, read by the hub afterwards
 	session string
 	rooms   map[string]struct{} // read loop only
+	sec     connSec
 
 	mu       sync.Mutex
 	queue    [][]byte
@@ -57,6 +58,8 @@ func newConn(g *Gateway, ws *websocket.Conn, remote string) *conn {
 func (c *conn) serve(ctx context.Context) {
 	c.g.met.connections.Inc()
 	defer c.g.met.connections.Dec()
+	c.startSec()
+	defer c.endSec()
 	writerDone := make(chan struct{})
 	go func() {
 		defer close(writerDone)
@@ -99,8 +102,16 @@ func (c *conn) readLoop(ctx context.Context) string {
 			return readErrReason(err)
 		}
 		if n > int64(lim.FrameBytes) {
-			if _, err := io.Copy(io.Discard, r); err != nil {
+			// Skip the rest, but not past the hard limit: with
+			// compression the reader yields decompressed bytes, which
+			// the WebSocket read limit does not bound.
+			rest, err := io.Copy(io.Discard, io.LimitReader(r, int64(lim.HardFrameBytes)-n+1))
+			if err != nil {
 				return readErrReason(err)
+			}
+			if n+rest > int64(lim.HardFrameBytes) {
+				c.stop(string(protocol.CodeTooLarge))
+				return string(protocol.CodeTooLarge)
 			}
 			c.sendError(protocol.CodeTooLarge, "frame exceeds the frame limit", "")
 			continue
@@ -168,14 +179,7 @@ func (c *conn) writeLoop(ctx context.Context) {
 			c.mu.Unlock()
 		}
 		if reason != "" {
-			code := websocket.CloseNormalClosure
-			switch reason {
-			case string(protocol.CodeSlowConsumer):
-				code = websocket.ClosePolicyViolation
-			case string(protocol.CodeShuttingDown):
-				code = websocket.CloseGoingAway
-			}
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(lim.WriteTimeout))
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeCode(reason), reason), time.Now().Add(lim.WriteTimeout))
 			// Closing the socket unblocks the reader at once.
 			_ = c.ws.UnderlyingConn().Close()
 			return

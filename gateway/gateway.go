@@ -5,7 +5,8 @@
 // sender once the log has its message.
 //
 // Lock order: hub.mu, then room.mu, then conn.mu. Gateway.pubMu is taken
-// before durable.mu; durable.mu is never held while taking another.
+// before durable.mu; durable.mu and admission.mu are never held while
+// taking another.
 package gateway
 
 import (
@@ -26,7 +27,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter"
-	"github.com/natter-chat/natter/protocol"
 )
 
 const defaultHistoryLimit = 50
@@ -56,7 +56,8 @@ type DurableLog interface {
 type LogTail func(ctx context.Context, limit int) (msgs []natter.Message, more bool, err error)
 
 // Limits bound what one client may do. Zero values take the defaults in
-// DefaultLimits.
+// DefaultLimits; a negative ConnsPerIP, ConnsPerUser, RatePerConn or
+// RatePerUser turns that limit off.
 type Limits struct {
 	FrameBytes      int           // largest client frame handled (16 KiB)
 	HardFrameBytes  int           // larger frames close the connection (1 MiB)
@@ -70,6 +71,14 @@ type Limits struct {
 	WriteTimeout    time.Duration // a write blocked this long closes (10s)
 	MaxPending      int           // messages awaiting the durable log before sends are refused (100000)
 	MaxPendingBytes int           // their bytes (64 MiB)
+
+	ConnsPerIP       int           // connections from one client address (1000)
+	ConnsPerUser     int           // connections of one user (32)
+	RatePerConn      float64       // messages (send, typing) per second per connection (20)
+	BurstPerConn     int           // burst of RatePerConn (100)
+	RatePerUser      float64       // messages per second per user, all its connections (50)
+	BurstPerUser     int           // burst of RatePerUser (200)
+	HandshakeTimeout time.Duration // HTTP headers, and WebSocket open to connect (10s)
 }
 
 // DefaultLimits are the limits used for zero fields.
@@ -77,6 +86,8 @@ var DefaultLimits = Limits{
 	FrameBytes: 16 << 10, HardFrameBytes: 1 << 20, BodyBytes: natter.MaxBodyBytes, RoomsPerConn: 100,
 	HistoryPage: 200, ResumeMax: 5000, QueueBytes: 4 << 20, IdleTimeout: 75 * time.Second,
 	PingInterval: 30 * time.Second, WriteTimeout: 10 * time.Second, MaxPending: 100000, MaxPendingBytes: 64 << 20,
+	ConnsPerIP: 1000, ConnsPerUser: 32, RatePerConn: 20, BurstPerConn: 100, RatePerUser: 50, BurstPerUser: 200,
+	HandshakeTimeout: 10 * time.Second,
 }
 
 func (l *Limits) fill() {
@@ -103,6 +114,7 @@ func (l *Limits) fill() {
 	setD(&l.IdleTimeout, d.IdleTimeout)
 	setD(&l.PingInterval, d.PingInterval)
 	setD(&l.WriteTimeout, d.WriteTimeout)
+	l.fillAbuse()
 }
 
 // Config configures a Gateway.
@@ -120,6 +132,8 @@ type Config struct {
 	Open bool
 	// Limits; zero fields take DefaultLimits.
 	Limits Limits
+	// Security: tokens, the API key, origins, proxies, compression.
+	Security Security
 	// Checks are run by /readyz; each must answer within a second.
 	Checks map[string]func(context.Context) error
 	// Web serves everything outside /ws, /api and the health endpoints;
@@ -147,6 +161,8 @@ type Gateway struct {
 	ids     *natter.IDGen
 	up      websocket.Upgrader
 	mux     *http.ServeMux
+	adm     *admission
+	sec     *secMetrics
 
 	pubMu    sync.Mutex // orders id stamping with live publishing
 	mu       sync.Mutex
@@ -185,14 +201,14 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()
 	}
-	met := newMetrics()
-	for _, c := range met.all() {
+	met, sec := newMetrics(), newSecMetrics()
+	for _, c := range append(met.all(), sec.all()...) {
 		if err := cfg.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: metrics: %w", err)
 		}
 	}
 	g := &Gateway{
-		cfg: cfg, log: log, met: met, ids: natter.NewIDGen(nil),
+		cfg: cfg, log: log, met: met, ids: natter.NewIDGen(nil), adm: newAdmission(cfg.Limits), sec: sec,
 		durable: newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, cfg.Limits.MaxPendingBytes, log, met),
 	}
 	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.inflight, log, met)
@@ -201,9 +217,11 @@ func New(cfg Config) (*Gateway, error) {
 		WriteBufferSize: 4096,
 		// Write buffers are only held while a write is in progress.
 		WriteBufferPool:  &sync.Pool{},
-		HandshakeTimeout: 10 * time.Second,
-		// Same-origin checking by default; issue-free for non-browser
-		// clients, which send no Origin.
+		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
+		// serveWS checks the Origin before upgrading; this is the same
+		// check, kept in case another path ever upgrades.
+		CheckOrigin:       g.originAllowed,
+		EnableCompression: cfg.Security.Compression,
 	}
 	g.mux = g.routes()
 	return g, nil
@@ -228,10 +246,11 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	go func() { durDone <- g.durable.run(durCtx) }()
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); g.hub.run(durCtx) }()
-	srv := &http.Server{Handler: g.mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: g.mux, ReadHeaderTimeout: g.cfg.Limits.HandshakeTimeout}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
-	g.log.Info("gateway listening", "addr", ln.Addr().String(), "open", g.cfg.Open)
+	g.log.Info("gateway listening", "addr", ln.Addr().String(), "open", g.cfg.Open, "tokens", g.cfg.Security.Auth != nil,
+		"api_key", g.cfg.Security.APIKey != "", "compression", g.cfg.Security.Compression)
 	var err error
 	select {
 	case <-ctx.Done():
@@ -271,22 +290,16 @@ func (g *Gateway) serveWS(ctx context.Context, w http.ResponseWriter, r *http.Re
 	g.conns.Add(1)
 	g.mu.Unlock()
 	defer g.conns.Done()
+	release, ok := g.admit(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	ws, err := g.up.Upgrade(w, r, nil)
 	if err != nil {
 		return // the upgrader has answered
 	}
 	newConn(g, ws, r.RemoteAddr).serve(ctx)
-}
-
-// authenticate returns the user a connect frame names.
-func (g *Gateway) authenticate(f protocol.ClientFrame) (string, error) {
-	if g.cfg.Open {
-		if f.User == "" {
-			return "", errors.New("user is required")
-		}
-		return f.User, nil
-	}
-	return "", errors.New("token authentication is not configured on this gateway")
 }
 
 // accept stamps a message, publishes it live and starts its durable hop;

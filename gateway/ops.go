@@ -28,7 +28,7 @@ func (c *conn) handle(ctx context.Context, data []byte) bool {
 		return true
 	}
 	if f.Op == protocol.OpConnect {
-		c.connect(f)
+		c.connect(ctx, f)
 		return true
 	}
 	if c.user == "" {
@@ -46,30 +46,13 @@ func (c *conn) handle(ctx context.Context, data []byte) bool {
 		c.history(ctx, f)
 	case protocol.OpTyping:
 		c.typing(f)
+	case protocol.OpRefresh:
+		c.refresh(ctx, f)
 	}
 	return true
 }
 
 var pong = protocol.Encode(protocol.Pong{Op: protocol.OpPong})
-
-func (c *conn) connect(f protocol.ClientFrame) {
-	if c.user != "" {
-		c.sendError(protocol.CodeAlreadyConn, "already connected", f.Ref)
-		return
-	}
-	user, err := c.g.authenticate(f)
-	if err != nil {
-		c.sendError(protocol.CodeUnauthorized, err.Error(), f.Ref)
-		return
-	}
-	if err := natter.CheckUser(user); err != nil {
-		c.sendError(protocol.CodeInvalidUser, err.Error(), f.Ref)
-		return
-	}
-	c.user = user
-	c.session = newSessionID()
-	c.enqueue(protocol.Encode(protocol.Connected{Op: protocol.OpConnected, User: user, Session: c.session, Version: protocol.Version}))
-}
 
 // checkRoom sends invalid_room and returns false for a bad room name.
 func (c *conn) checkRoom(f protocol.ClientFrame) bool {
@@ -81,7 +64,7 @@ func (c *conn) checkRoom(f protocol.ClientFrame) bool {
 }
 
 func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
-	if !c.checkRoom(f) {
+	if !c.checkRoom(f) || !c.mayRead(f.Room, ref(f)) {
 		return
 	}
 	var since natter.ID
@@ -157,6 +140,9 @@ func (c *conn) send(f protocol.ClientFrame) {
 		c.sendError(protocol.CodeInvalidRoom, err.Error(), r)
 		return
 	}
+	if !c.mayWrite(f.Room, r) {
+		return
+	}
 	if _, ok := c.rooms[f.Room]; !ok {
 		c.sendError(protocol.CodeNotJoined, "join the room before sending", r)
 		return
@@ -167,6 +153,9 @@ func (c *conn) send(f protocol.ClientFrame) {
 	}
 	if err := natter.CheckBody(f.Body, c.g.cfg.Limits.BodyBytes); err != nil {
 		c.sendError(protocol.CodeInvalidBody, err.Error(), r)
+		return
+	}
+	if !c.allowMsg(r) {
 		return
 	}
 	cid := f.CID
@@ -183,7 +172,7 @@ func (c *conn) send(f protocol.ClientFrame) {
 }
 
 func (c *conn) history(ctx context.Context, f protocol.ClientFrame) {
-	if !c.checkRoom(f) {
+	if !c.checkRoom(f) || !c.mayRead(f.Room, ref(f)) {
 		return
 	}
 	limit := f.Limit
@@ -210,11 +199,14 @@ func (c *conn) history(ctx context.Context, f protocol.ClientFrame) {
 }
 
 func (c *conn) typing(f protocol.ClientFrame) {
-	if !c.checkRoom(f) {
+	if !c.checkRoom(f) || !c.mayWrite(f.Room, ref(f)) {
 		return
 	}
 	if _, ok := c.rooms[f.Room]; !ok {
 		c.sendError(protocol.CodeNotJoined, "join the room first", ref(f))
+		return
+	}
+	if !c.allowMsg(ref(f)) {
 		return
 	}
 	c.g.hub.typing(f.Room, c.user)

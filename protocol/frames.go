@@ -58,7 +58,7 @@ func Decode(data []byte) (ClientFrame, error) {
 		return f, &DecodeError{CodeBadFrame, fmt.Sprintf("ref is longer than %d bytes", MaxRefLen)}
 	}
 	switch f.Op {
-	case OpConnect, OpJoin, OpLeave, OpSend, OpHistory, OpTyping, OpPing:
+	case OpConnect, OpJoin, OpLeave, OpSend, OpHistory, OpTyping, OpPing, OpRefresh:
 		return f, nil
 	case "":
 		return f, &DecodeError{CodeUnknownOp, "op is missing"}
@@ -123,12 +123,20 @@ type Msg struct {
 	Region string `json:"region,omitempty"`
 }
 
-// Connected answers connect.
+// Connected answers connect. Exp is when the session ends (the token's
+// exp plus the leeway, Unix seconds); absent in open mode.
 type Connected struct {
 	Op      string `json:"op"`
 	User    string `json:"user"`
 	Session string `json:"session"`
 	Version int    `json:"version"`
+	Exp     int64  `json:"exp,omitempty"`
+}
+
+// Refreshed answers refresh with the session's new end.
+type Refreshed struct {
+	Op  string `json:"op"`
+	Exp int64  `json:"exp,omitempty"`
 }
 
 // Joined answers join. Resumed counts the stored messages sent before it

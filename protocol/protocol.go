@@ -16,7 +16,8 @@
 //
 // # Client → server
 //
-//	connect  {token?, user?}           first frame; user names you in open mode
+//	connect  {token?, user?}           first frame; a JWT, or user in open mode
+//	refresh  {token}                   a fresh JWT for the same user, before exp
 //	join     {room, since?}            join a room; since = last id seen
 //	leave    {room}
 //	send     {room, cid, body, retry?} cid: client id, unique per message;
@@ -27,7 +28,8 @@
 //
 // # Server → client
 //
-//	connected {user, session, version}
+//	connected {user, session, version, exp?}   exp: when the session ends (Unix s)
+//	refreshed {exp}
 //	joined    {room, members, resumed, more}
 //	left      {room}
 //	msg       {room, id, user, body, ts, region}
@@ -42,11 +44,21 @@
 // keeps unacked messages and resends them with the same cid after a
 // reconnect: the server never stores or delivers a (user, room, cid) twice.
 //
+// # Sessions and permissions
+//
+// With a token, the session lasts until the token's exp (plus the
+// gateway's leeway): send refresh with a new token for the same user
+// before then, or the server sends error token_expired and closes the
+// connection (1008). The token's rooms claim says which rooms the user may
+// read (join, history) and write (send, typing); anything else is
+// forbidden. In open mode every room is allowed and sessions do not end.
+//
 // # Errors
 //
 // Error codes are the Code constants below. After an error the connection
 // stays open, except for frames larger than the hard limit, which close it
-// with WebSocket status 1009.
+// with WebSocket status 1009, and for the close reasons slow_consumer,
+// token_expired, handshake_timeout and shutting_down.
 package protocol
 
 // Version is the protocol version sent in "connected".
@@ -54,7 +66,10 @@ package protocol
 // Changelog:
 //
 //	1: first version.
-const Version = 1
+//	2: tokens: refresh/refreshed, exp in connected; codes forbidden,
+//	   rate_limited, token_expired, too_many_connections,
+//	   handshake_timeout.
+const Version = 2
 
 // Ops of client frames.
 const (
@@ -65,6 +80,7 @@ const (
 	OpHistory = "history"
 	OpTyping  = "typing"
 	OpPing    = "ping"
+	OpRefresh = "refresh"
 )
 
 // Ops of server frames.
@@ -77,6 +93,7 @@ const (
 	OpPresence  = "presence"
 	OpError     = "error"
 	OpPong      = "pong"
+	OpRefreshed = "refreshed"
 )
 
 // Code is an error code carried by an error frame or an HTTP error body.
@@ -102,4 +119,9 @@ const (
 	CodeInternal     Code = "internal"          // a server-side failure; retry later
 	CodeShuttingDown Code = "shutting_down"     // the gateway is draining; reconnect elsewhere
 	CodeSlowConsumer Code = "slow_consumer"     // close reason: the client did not read fast enough
+	CodeForbidden    Code = "forbidden"         // the token does not allow this room (or origin, over HTTP)
+	CodeRateLimited  Code = "rate_limited"      // over the message rate of the connection or user
+	CodeTokenExpired Code = "token_expired"     // the token's exp has passed; also a close reason
+	CodeTooManyConns Code = "too_many_connections"
+	CodeHandshake    Code = "handshake_timeout" // close reason: no successful connect in time
 )

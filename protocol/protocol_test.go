@@ -16,6 +16,7 @@ func TestDecode(t *testing.T) {
 		code protocol.Code // "" = no error
 	}{
 		{`{"op":"ping"}`, "ping", ""},
+		{`{"op":"refresh","token":"t"}`, "refresh", ""},
 		{`{"op":"send","room":"r","cid":"c","body":"b","extra":1}`, "send", ""},
 		{` {"op":"join","room":"r","since":"x"} `, "join", ""},
 		{`{"op":"fly"}`, "fly", protocol.CodeUnknownOp},

@@ -17,6 +17,8 @@ type flags struct {
 	envs map[string]string // flag name → env var
 	// aliases are extra env vars read for a flag (e.g. DATABASE_URL).
 	aliases map[string][]string
+	// set holds the flags given on the command line or by environment.
+	set map[string]bool
 }
 
 func newFlags(name, usage string, out io.Writer) *flags {
@@ -77,6 +79,7 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 	}
 	given := map[string]bool{}
 	f.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	f.set = given
 	var err error
 	f.fs.VisitAll(func(fl *flag.Flag) {
 		if given[fl.Name] || err != nil {
@@ -87,12 +90,17 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 				if e := fl.Value.Set(v); e != nil {
 					err = fmt.Errorf("%s=%q: %v", env, v, e)
 				}
+				given[fl.Name] = true
 				return
 			}
 		}
 	})
 	return err
 }
+
+// isSet reports whether flag name was given on the command line or by its
+// environment variable (not left at its default).
+func (f *flags) isSet(name string) bool { return f.set[name] }
 
 // EnvVars lists every environment variable the flags read.
 func (f *flags) EnvVars() []string {

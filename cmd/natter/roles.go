@@ -69,6 +69,7 @@ type gatewayFlags struct {
 	partitions                                                          *int
 	open                                                                *bool
 	presenceInterval                                                    *time.Duration
+	sec                                                                 *securityFlags
 }
 
 func addCommon(f *flags, g *gatewayFlags) {
@@ -78,6 +79,7 @@ func addCommon(f *flags, g *gatewayFlags) {
 	g.group = f.String("kafka-group", natter.DefaultPersisterGroup, "Kafka consumer group of the persister")
 	g.partitions = f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
 	g.logLevel = f.String("log-level", "info", "debug, info, warn or error")
+	g.sec = addSecurityFlags(f)
 }
 
 // runAll runs every role in one process.
@@ -97,6 +99,9 @@ func (m *Main) runAll(ctx context.Context, args []string) error {
 	}
 	log, err := m.logger(*g.logLevel)
 	if err != nil {
+		return err
+	}
+	if err := g.sec.resolve(f, g.open, log); err != nil {
 		return err
 	}
 	st := &stack{log: log}
@@ -148,11 +153,11 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	if err := required(map[string]string{"--kafka-brokers": *g.kafkaBrokers, "--database-url": *g.databaseURL}); err != nil {
 		return err
 	}
-	if !*g.open {
-		return errors.New("--open is required: this version authenticates no tokens, so a gateway must run in open mode")
-	}
 	log, err := m.logger(*g.logLevel)
 	if err != nil {
+		return err
+	}
+	if err := g.sec.resolve(f, g.open, log); err != nil {
 		return err
 	}
 	host, port, err := splitHostPort(*natsAddr)
@@ -246,8 +251,9 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	}
 	gw, err := gateway.New(gateway.Config{
 		ID: *g.id, Region: *g.region, NATS: gwConn, History: store, DurableLog: kafkaLog{klog},
-		Open: *g.open, Registry: reg, Web: web.Handler(), Log: log, PresenceInterval: derefDuration(g.presenceInterval),
-		Checks: map[string]func(context.Context) error{"postgres": store.Ping, "kafka": klog.Ping},
+		Open: *g.open, Limits: g.sec.limits, Security: g.sec.security, Registry: reg, Web: web.Handler(), Log: log,
+		PresenceInterval: derefDuration(g.presenceInterval),
+		Checks:           map[string]func(context.Context) error{"postgres": store.Ping, "kafka": klog.Ping},
 	})
 	if err != nil {
 		return err
@@ -256,10 +262,11 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	if err != nil {
 		return fmt.Errorf("listen %s: %w (is another natter running? pick another with --addr)", *g.addr, err)
 	}
+	ln = g.sec.listen(ln)
 	if *g.open {
 		log.Warn("OPEN MODE: anyone can connect under any user name; do not expose this gateway to the internet")
 	}
-	log.Info("natter is up", "url", "http://"+displayAddr(ln.Addr()))
+	log.Info("natter is up", "url", g.sec.scheme()+"://"+displayAddr(ln.Addr()))
 	if m.Ready != nil {
 		m.Ready(ln.Addr().String())
 	}

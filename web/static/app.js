@@ -39,6 +39,7 @@ function send(obj) { if (ws && ws.readyState === 1) ws.send(JSON.stringify(obj))
 function onFrame(f) {
   switch (f.op) {
   case "connected":
+    user = f.user;
     status("connected as " + f.user);
     send(lastId ? { op: "join", room, since: lastId } : { op: "join", room });
     break;
@@ -74,7 +75,11 @@ function connect() {
   status("connecting…");
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   ws = new WebSocket(proto + "//" + location.host + "/ws");
-  ws.onopen = () => send({ op: "connect", user });
+  // A token in the page's fragment (#token=…, never sent to a server in a
+  // URL) signs in on a gateway that requires tokens; otherwise the name
+  // typed is used (open mode).
+  const token = new URLSearchParams(location.hash.slice(1)).get("token");
+  ws.onopen = () => send(token ? { op: "connect", token } : { op: "connect", user });
   ws.onmessage = (e) => { for (const line of e.data.split("\n")) if (line) onFrame(JSON.parse(line)); };
   ws.onclose = () => { status("reconnecting…"); setTimeout(connect, 1000 + Math.random() * 1000); };
 }
