@@ -29,7 +29,7 @@
 //	connected {user, session, version}
 //	joined    {room, members, resumed, more}
 //	left      {room}
-//	msg       {room, id, user, body, ts, region}
+//	msg       {room, id, user, body, ts, region, cid?}  cid: the sender's cid
 //	ack       {cid, id, ts}
 //	history   {room, messages, more}
 //	presence  {room, joined?, left?}
@@ -52,7 +52,8 @@ package protocol
 //
 // Changelog:
 //
-//	1: first version.
+//	1: first version; msg gained the sender's cid (compatible: clients
+//	   ignore unknown fields).
 const Version = 1
 
 // Ops of client frames.
