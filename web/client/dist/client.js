@@ -180,6 +180,9 @@ export class NatterClient extends Emitter {
         const e = { cid: newCID(), room, body, createdAt: Date.now(), state: "pending", sentOn: 0, ref: "" };
         this.out.set(e.cid, e);
         const r = this.rooms.get(room);
+        // Members stop showing "typing" when the message arrives; the next
+        // keystroke should tell them again at once.
+        r.lastTyping = 0;
         if (r.joined)
             this.sendOut(e);
         return publicOutgoing(e);
