@@ -345,6 +345,22 @@ describe("web chat in a real browser", { timeout: 240_000 }, () => {
     if (process.env.NATTER_UPDATE_SCREENSHOT === "1") copyFileSync(join(artifacts, "10-desktop-readme.png"), join(repoRoot, "docs/screenshot.png"));
   });
 
+  scenario("a refused token sends the person back to sign-in with the reason", async () => {
+    const carol = await person("carol", 0, { viewport: { width: 1280, height: 800 } });
+    people.carol = carol;
+    await carol.page.goto(`${carol.gw.httpUrl}/`);
+    await carol.page.click(".token-box summary");
+    await carol.page.fill("#signin-token", "not-a-valid-token");
+    await carol.page.click("#signin-form button[type=submit]");
+    await carol.page.waitForSelector("#signin-error", { state: "visible", ...T });
+    assert.match(await carol.page.textContent("#signin-error"), /^Sign-in refused: /);
+    assert.ok(await carol.page.isHidden("#chat"));
+    await shot(carol, "12-signin-refused");
+    await carol.context.close();
+    delete people.carol;
+    assert.deepEqual(carol.errors, []);
+  });
+
   scenario("no script errors and no CSP violations", () => {
     for (const p of Object.values(people)) assert.deepEqual(p.errors, [], `${p.name}'s page`);
   });
