@@ -139,7 +139,7 @@ func (r *Repair) check(ctx context.Context, rec *sarama.ConsumerMessage) error {
 	if f.Seen(m.ID) {
 		return nil
 	}
-	frame := protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region})
+	frame := protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID})
 	injected, err := f.inject(m.ID, m.Room, frame)
 	if err != nil || !injected {
 		return err

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestTwoClientsExchangeMessages(t *testing.T) {
 		}
 		alice.sendJSON(map[string]any{"op": "send", "room": "lobby", "cid": "c1", "body": "hi bob"})
 		got := bob.expect("msg")
-		if got.User != "alice" || got.Body != "hi bob" || got.Room != "lobby" || len(got.ID) != 26 {
+		if got.User != "alice" || got.Body != "hi bob" || got.Room != "lobby" || len(got.ID) != 26 || got.CID != "c1" {
 			t.Errorf("bob got %+v", got)
 		}
 		ack := alice.expect("ack")
@@ -207,6 +208,9 @@ func TestResumeDeliversMissedMessagesOnce(t *testing.T) {
 				if f.Op != "msg" || f.ID != id {
 					t.Fatalf("resumed message %d = %s %s, want msg %s", i, f.Op, f.ID, id)
 				}
+				if !strings.HasPrefix(f.CID, "missed-") {
+					t.Fatalf("resumed message %s has cid %q, want the sender's", f.ID, f.CID)
+				}
 			}
 			c.sendJSON(map[string]any{"op": "ping"})
 			for {
@@ -272,6 +276,9 @@ func TestHistoryPagesWalkBackWithoutGaps(t *testing.T) {
 			page := make([]string, len(h.Messages))
 			for i, m := range h.Messages {
 				page[i] = m.ID
+				if m.CID != m.Body {
+					t.Fatalf("history message %s: cid %q, want %q", m.ID, m.CID, m.Body)
+				}
 			}
 			got = append(page, got...)
 			if !h.More {

@@ -230,13 +230,13 @@ func newSessionID() string {
 }
 
 func encodeMsg(m natter.Message) []byte {
-	return protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region})
+	return protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID})
 }
 
 func toWire(msgs []natter.Message) []protocol.Msg {
 	out := make([]protocol.Msg, len(msgs))
 	for i, m := range msgs {
-		out[i] = protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region}
+		out[i] = protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID}
 	}
 	return out
 }

@@ -112,7 +112,9 @@ func jsonErrText(err error) string {
 
 // Msg is a delivered chat message, also the payload on a room's NATS
 // subject: encoded once by the gateway that accepted it and forwarded
-// verbatim to every member.
+// verbatim to every member. CID is the sender's cid: a sender's client
+// matches its own message to its outbox with it before the ack arrives,
+// and a resend that reached the log twice is recognisable by (user, cid).
 type Msg struct {
 	Op     string `json:"op"`
 	Room   string `json:"room"`
@@ -121,6 +123,7 @@ type Msg struct {
 	Body   string `json:"body"`
 	TS     int64  `json:"ts"`
 	Region string `json:"region,omitempty"`
+	CID    string `json:"cid,omitempty"`
 }
 
 // Connected answers connect. Exp is when the session ends (the token's

@@ -32,7 +32,7 @@
 //	refreshed {exp}
 //	joined    {room, members, resumed, more}
 //	left      {room}
-//	msg       {room, id, user, body, ts, region}
+//	msg       {room, id, user, body, ts, region, cid?}  cid: the sender's cid
 //	ack       {cid, id, ts}
 //	history   {room, messages, more}
 //	presence  {room, joined?, left?}
@@ -65,10 +65,11 @@ package protocol
 //
 // Changelog:
 //
-//	1: first version.
+//	1: first version; msg gained the sender's cid (compatible: clients
+//	   ignore unknown fields).
 //	2: tokens: refresh/refreshed, exp in connected; codes forbidden,
 //	   rate_limited, token_expired, too_many_connections,
-//	   handshake_timeout.
+//	   handshake_timeout; send gained retry.
 const Version = 2
 
 // Ops of client frames.

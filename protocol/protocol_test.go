@@ -109,3 +109,14 @@ func BenchmarkEncodeMsg(b *testing.B) {
 		_ = protocol.Encode(m)
 	}
 }
+
+func TestMsgCarriesCIDOnlyWhenSet(t *testing.T) {
+	with := string(protocol.Encode(protocol.Msg{Op: protocol.OpMsg, ID: "i", CID: "c-1"}))
+	if !strings.Contains(with, `"cid":"c-1"`) {
+		t.Errorf("msg with cid encodes as %s", with)
+	}
+	without := string(protocol.Encode(protocol.Msg{Op: protocol.OpMsg, ID: "i"}))
+	if strings.Contains(without, "cid") {
+		t.Errorf("msg without cid encodes as %s", without)
+	}
+}

@@ -1,0 +1,16 @@
+export interface BackoffOptions {
+    /** Delay before the first retry, in ms. Default 500. */
+    initial: number;
+    /** Longest delay, in ms. Default 10000. */
+    max: number;
+    /** Growth per failed attempt. Default 2. */
+    factor: number;
+    /**
+     * Share of the delay that is random, 0–1. Default 0.5: a delay is
+     * between half and all of its exponential value.
+     */
+    jitter: number;
+}
+export declare const defaultBackoff: BackoffOptions;
+/** Returns the delay before retry number attempt (0 = the first). */
+export declare function backoffDelay(o: BackoffOptions, attempt: number, random?: () => number): number;

@@ -1,0 +1,8 @@
+// Reconnect delays: exponential, capped, with jitter so that the clients of
+// a restarted gateway do not all come back in the same millisecond.
+export const defaultBackoff = { initial: 500, max: 10_000, factor: 2, jitter: 0.5 };
+/** Returns the delay before retry number attempt (0 = the first). */
+export function backoffDelay(o, attempt, random = Math.random) {
+    const base = Math.min(o.max, o.initial * Math.pow(o.factor, Math.max(0, attempt)));
+    return Math.round(base * (1 - o.jitter) + base * o.jitter * random());
+}

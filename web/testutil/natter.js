@@ -1,0 +1,205 @@
+// Helpers of the JavaScript tests: build the natter binary once, give each
+// test a fresh PostgreSQL database on the test services, run natter as a
+// real process (and kill, pause or restart it), and wait for conditions
+// instead of sleeping.
+
+import { execFileSync, spawn } from "node:child_process";
+import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
+import { createServer } from "node:net";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+const running = new Set();
+process.on("exit", () => {
+  for (const p of running) p.kill("SIGKILL");
+});
+
+/**
+ * Returns the natter binary: $NATTER_BIN if set (scripts/test builds it
+ * once), else a fresh `go build` into a temporary directory.
+ */
+export function natterBinary() {
+  if (process.env.NATTER_BIN) return process.env.NATTER_BIN;
+  const dir = mkdtempSync(join(tmpdir(), "natter-js-bin-"));
+  const bin = join(dir, "natter");
+  execFileSync("go", ["build", "-o", bin, "./cmd/natter"], { cwd: repoRoot, stdio: ["ignore", "inherit", "inherit"] });
+  process.on("exit", () => rmSync(dir, { recursive: true, force: true }));
+  process.env.NATTER_BIN = bin;
+  return bin;
+}
+
+function service(name) {
+  const v = process.env[name];
+  if (!v) {
+    throw new Error(`${name} is not set: run the tests with ./scripts/test, which starts PostgreSQL, Redis and Kafka`);
+  }
+  return v;
+}
+
+function psql(url, sql) {
+  const bins = ["psql", join(process.env.NATTER_PG_BIN || "/usr/lib/postgresql/15/bin", "psql")];
+  let last;
+  for (const bin of bins) {
+    try {
+      execFileSync(bin, ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql], { stdio: ["ignore", "ignore", "pipe"] });
+      return;
+    } catch (err) {
+      last = err;
+      if (err.code !== "ENOENT") break;
+    }
+  }
+  throw new Error(`psql ${sql}: ${last.stderr?.toString() || last.message}`);
+}
+
+/** Creates an empty database on the test PostgreSQL; drop() removes it. */
+export function freshDatabase() {
+  const base = service("NATTER_TEST_DATABASE_URL");
+  const name = `web_${Date.now()}_${process.pid}_${Math.floor(Math.random() * 1e6)}`;
+  psql(base, `CREATE DATABASE ${name}`);
+  return {
+    url: base.replace("/natter?", `/${name}?`),
+    drop: () => psql(base, `DROP DATABASE IF EXISTS ${name} WITH (FORCE)`),
+  };
+}
+
+/** Returns a free TCP port on 127.0.0.1. */
+export function freePort() {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once("error", reject);
+    s.listen(0, "127.0.0.1", () => {
+      const { port } = s.address();
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+/**
+ * Calls f until it returns a truthy value (which it returns) or timeout ms
+ * pass; then throws with what.
+ */
+export async function waitFor(what, f, { timeout = 20_000, interval = 50 } = {}) {
+  const deadline = Date.now() + timeout;
+  let lastErr;
+  for (;;) {
+    try {
+      const v = await f();
+      if (v) return v;
+    } catch (err) {
+      lastErr = err;
+    }
+    if (Date.now() > deadline) {
+      throw new Error(`timed out after ${timeout} ms waiting for ${what}${lastErr ? `: ${lastErr.message}` : ""}`);
+    }
+    await new Promise((r) => setTimeout(r, interval));
+  }
+}
+
+/**
+ * One natter process (all roles; the embedded Kafka-protocol broker keeps
+ * its log in dataDir) that can be killed and started again on the same
+ * port, data directory and database.
+ */
+export class Natter {
+  /**
+   * @param {object} o
+   * @param {string} o.databaseUrl
+   * @param {string} [o.dataDir]  default: a new temporary directory
+   * @param {string} [o.logFile]  natter's output is appended here too
+   * @param {string[]} [o.args]   extra flags
+   */
+  constructor(o) {
+    this.databaseUrl = o.databaseUrl;
+    this.dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "natter-js-data-"));
+    this.ownDataDir = !o.dataDir;
+    this.logFile = o.logFile;
+    this.args = o.args ?? [];
+    this.port = 0;
+    this.proc = undefined;
+    this.logs = [];
+    const uniq = `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
+    this.topic = `web.${uniq}`;
+    this.group = `web-${uniq}`;
+  }
+
+  get httpUrl() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get wsUrl() {
+    return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  /** Starts natter (on a free port the first time) and waits until ready. */
+  async start() {
+    if (!this.port) this.port = await freePort();
+    const args = [
+      "--addr", `127.0.0.1:${this.port}`,
+      "--database-url", this.databaseUrl,
+      "--data-dir", this.dataDir,
+      "--kafka-topic", this.topic,
+      "--kafka-group", this.group,
+      ...this.args,
+    ];
+    const p = spawn(natterBinary(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NATTER_LOG_LEVEL: "info" } });
+    this.proc = p;
+    running.add(p);
+    p.exited = new Promise((resolve) => p.once("exit", (code, signal) => {
+      running.delete(p);
+      resolve({ code, signal });
+    }));
+    const log = (chunk) => {
+      const text = chunk.toString();
+      this.logs.push(text);
+      if (this.logs.length > 400) this.logs.splice(0, this.logs.length - 400);
+      if (this.logFile) appendFileSync(this.logFile, text);
+    };
+    p.stdout.on("data", log);
+    p.stderr.on("data", log);
+    let exited = false;
+    p.exited.then(() => { exited = true; });
+    await waitFor("natter /readyz", async () => {
+      if (exited) throw new Error(`natter exited during start:\n${this.tail()}`);
+      const res = await fetch(`${this.httpUrl}/readyz`);
+      return res.status === 200;
+    }, { timeout: 60_000, interval: 100 });
+  }
+
+  /** Sends signal; for SIGKILL and SIGTERM, waits for the exit. */
+  async signal(sig) {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill(sig);
+    if (sig === "SIGKILL" || sig === "SIGTERM") await p.exited;
+  }
+
+  /** Stops natter with SIGTERM (SIGKILL after 30 s). */
+  async stop() {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
+    p.kill("SIGCONT");
+    p.kill("SIGTERM");
+    const t = setTimeout(() => p.kill("SIGKILL"), 30_000);
+    await p.exited;
+    clearTimeout(t);
+  }
+
+  /** Stops natter and removes its temporary data directory. */
+  async dispose() {
+    await this.stop();
+    if (this.ownDataDir) rmSync(this.dataDir, { recursive: true, force: true });
+  }
+
+  tail(n = 60) {
+    return this.logs.join("").split("\n").slice(-n).join("\n");
+  }
+}
+
+/** Makes dir (and its parents) and returns it. */
+export function ensureDir(dir) {
+  if (!existsSync(dir)) mkdirSync(dir, { recursive: true });
+  return dir;
+}
