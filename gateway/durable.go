@@ -109,12 +109,19 @@ func cidKey(user, room, cid string) string { return user + "\x00" + room + "\x00
 func (d *durable) lookup(key string, ack ackFunc) bool {
 	d.mu.Lock()
 	e, ok := d.byCID[key]
-	if ok && e.p != nil {
-		e.p.waiters = append(e.p.waiters, ack)
+	var acked bool
+	var id string
+	var ts int64
+	if ok {
+		if e.p != nil {
+			e.p.waiters = append(e.p.waiters, ack)
+		} else {
+			acked, id, ts = true, e.id, e.ts
+		}
 	}
 	d.mu.Unlock()
-	if ok && e.p == nil {
-		ack(e.id, e.ts)
+	if acked {
+		ack(id, ts)
 	}
 	return ok
 }
