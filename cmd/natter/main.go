@@ -8,6 +8,7 @@
 //	natter persister    Kafka → PostgreSQL
 //	natter local        regions × gateways as processes on 127.0.0.x
 //	natter replay       Kafka → PostgreSQL again, or print a room's log
+//	natter bench        load generator: throughput, latency, loss, memory
 //	natter healthcheck  GET a health URL, exit 0 on 200 (for containers)
 //
 // Run any of them with --help for its flags and environment variables.
@@ -62,6 +63,8 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runBridge(ctx, args)
 	case "persister":
 		return m.runPersister(ctx, args)
+	case "bench":
+		return m.runBench(ctx, args)
 	case "local":
 		return m.runLocal(ctx, args)
 	case "replay":
@@ -69,7 +72,7 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case "healthcheck":
 		return m.runHealthcheck(ctx, args)
 	case "help":
-		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister|local|replay|healthcheck] [--help]")
+		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister|local|replay|bench|healthcheck] [--help]")
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q; try natter --help", cmd)
