@@ -121,12 +121,8 @@ func (f *Federation) NATSDisconnected(within time.Duration) {
 	}
 }
 
-// Seen reports whether a message of another region already arrived here;
-// MarkSeen records one that did.
+// Seen reports whether a message of another region already arrived here.
 func (f *Federation) Seen(id string) bool { return f.seen.has(id) }
-
-// MarkSeen records id as delivered into this region.
-func (f *Federation) MarkSeen(id string) { f.seen.add(id) }
 
 // Run federates until ctx ends; it returns nil after a cancel.
 func (f *Federation) Run(ctx context.Context) error {

@@ -127,7 +127,7 @@ func (d *durable) lookup(key string, ack ackFunc) bool {
 }
 
 // reserve records msg as pending, to be acked through ack once durable;
-// send then starts its durable hop. Between the two the caller publishes
+// publish then starts its durable hop. Between the two the caller publishes
 // it live, so a message can only reach the log after it went out live.
 func (d *durable) reserve(msg natter.Message, ack ackFunc, liveAfter bool) (*pendingSend, error) {
 	data, err := json.Marshal(msg)
@@ -155,15 +155,6 @@ func (d *durable) reserve(msg natter.Message, ack ackFunc, liveAfter bool) (*pen
 	d.met.pending.Set(float64(len(d.pending)))
 	d.mu.Unlock()
 	return p, nil
-}
-
-// submit is reserve then send, for callers that publish live afterwards.
-func (d *durable) submit(msg natter.Message, ack ackFunc, liveAfter bool) (*pendingSend, error) {
-	p, err := d.reserve(msg, ack, liveAfter)
-	if err == nil {
-		d.publish(p)
-	}
-	return p, err
 }
 
 func (d *durable) publish(p *pendingSend) {

@@ -42,18 +42,18 @@ func TestPendingIsBoundedByCountAndBytes(t *testing.T) {
 	g := natter.NewIDGen(nil)
 	byCount := newDurable(nc, "gw", 10, 1<<20, slog.Default(), newMetrics())
 	for i := 0; i < 10; i++ {
-		if _, err := byCount.submit(testMsg(g, "hi"), nil, false); err != nil {
+		if _, err := byCount.reserve(testMsg(g, "hi"), nil, false); err != nil {
 			t.Fatalf("submit %d: %v", i, err)
 		}
 	}
-	if _, err := byCount.submit(testMsg(g, "hi"), nil, false); !errors.Is(err, errBusy) {
+	if _, err := byCount.reserve(testMsg(g, "hi"), nil, false); !errors.Is(err, errBusy) {
 		t.Fatalf("11th submit: %v, want errBusy", err)
 	}
 	byBytes := newDurable(nc, "gw", 1000, 10_000, slog.Default(), newMetrics())
 	big := strings.Repeat("x", 3000)
 	n := 0
 	for ; n < 10; n++ {
-		if _, err := byBytes.submit(testMsg(g, big), nil, false); err != nil {
+		if _, err := byBytes.reserve(testMsg(g, big), nil, false); err != nil {
 			break
 		}
 	}
@@ -70,7 +70,7 @@ func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
 	g := natter.NewIDGen(nil)
 	first := testMsg(g, "hi")
 	acks := make(chan string, 4)
-	if _, err := d.submit(first, func(id string, ts int64) { acks <- id }, false); err != nil {
+	if _, err := d.reserve(first, func(id string, ts int64) { acks <- id }, false); err != nil {
 		t.Fatal(err)
 	}
 	// The same cid again while pending: joins as a waiter.

@@ -19,7 +19,7 @@ type Producer struct {
 	once  sync.Once
 }
 
-// NewProducer connects an idempotent producer to brokers.
+// NewProducer connects a producer (see NewConfig) to brokers.
 func NewProducer(brokers []string, topic, clientID string) (*Producer, error) {
 	ap, err := sarama.NewAsyncProducer(brokers, NewConfig(clientID))
 	if err != nil {

@@ -102,16 +102,6 @@ func (f *flags) parse(args []string, getenv func(string) string) error {
 // environment variable (not left at its default).
 func (f *flags) isSet(name string) bool { return f.set[name] }
 
-// EnvVars lists every environment variable the flags read.
-func (f *flags) EnvVars() []string {
-	var out []string
-	f.fs.VisitAll(func(fl *flag.Flag) {
-		out = append(out, f.envs[fl.Name])
-		out = append(out, f.aliases[fl.Name]...)
-	})
-	return out
-}
-
 func splitList(s string) []string {
 	var out []string
 	for _, p := range strings.Split(s, ",") {
