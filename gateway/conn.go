@@ -1,15 +1,26 @@
 // One WebSocket connection: a read loop that handles client frames in
-// order, and a write loop that drains the connection's queue. The queue is
-// a slice of shared, immutable frames guarded by a mutex; the writer takes
+// order, and a write side that drains the connection's queue. The queue is
+// a slice of shared, immutable frames guarded by a mutex; a flush takes
 // everything queued at once and packs it into as few WebSocket frames as
 // possible (objects separated by '\n'), so a busy connection costs one
 // write per batch, not one per message. A connection whose queue exceeds
 // its bound is cut with reason slow_consumer rather than slowing the room.
+//
+// The write side has no goroutine while there is nothing to write:
+// queuing a frame starts the flush loop, which writes at once, then sleeps
+// a write delay and writes what queued meanwhile, and exits when a sleep
+// found nothing. So the first frame after a quiet spell goes out at once,
+// and a busy connection writes at most once per delay, everything that
+// queued in between in one frame. The delay grows with the number of busy
+// connections (see targetWrites). That bounds the writes (system calls,
+// and frames the client has to read) per connection and second whatever
+// the message rate, which is what fan-out to large rooms spends most of
+// its time on; the price is at most the write delay of added latency
+// under load. Keepalive pings come from a timer, not a goroutine.
 
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -21,8 +32,39 @@ import (
 	"github.com/natter-chat/natter/protocol"
 )
 
-// maxBatchBytes caps the objects packed into one WebSocket frame.
+// maxBatchBytes caps the objects packed into one WebSocket frame; the
+// pooled write buffer holds one such frame, so a batch is one write.
 const maxBatchBytes = 64 << 10
+
+// Writes to busy connections are spaced so that a gateway makes about
+// targetWrites writes a second, whatever the number of busy connections:
+// with n flush loops running, each sleeps n/targetWrites between writes,
+// at least minWriteDelay and at most maxWriteDelay. Each write is a system
+// call here and a read at the client, and on a small machine that, not the
+// bytes, is what fan-out costs (docs/performance.md); a busy connection
+// pays for it with up to that delay of latency, an idle one not at all.
+// The ceiling is high on purpose: past it the writes outgrow the budget
+// and a saturated gateway's latency grows without bound (a room of 10,000
+// at 50 messages/s fell behind by seconds with a 100 ms ceiling), so a
+// gateway with very many busy connections trades latency for keeping up.
+const (
+	targetWrites  = 25000
+	minWriteDelay = time.Millisecond
+	maxWriteDelay = 500 * time.Millisecond
+)
+
+// writeDelay is how long a flush loop sleeps after a write.
+func (g *Gateway) writeDelay() time.Duration {
+	d := time.Duration(g.flushers.Load()) * time.Second / targetWrites
+	return min(max(d, minWriteDelay), maxWriteDelay)
+}
+
+// Client frames are read into pooled buffers; a buffer that grew past
+// this (a rare large frame) goes back to the garbage collector instead.
+const (
+	frameBufSize   = 512
+	maxPooledFrame = 4 << 10
+)
 
 type resumeBuf struct {
 	frames [][]byte
@@ -45,13 +87,16 @@ type conn struct {
 	queued   int // bytes in queue
 	resuming map[string]*resumeBuf
 	closing  string // reason, once the connection is to be closed
-	wake     chan struct{}
-	done     chan struct{}
+	flushing bool   // the flush loop runs; never two at once
+	dead     bool   // the write side has ended and closed the socket
+	ping     *time.Timer
+	done     chan struct{} // closed when the write side has ended
+
+	writeDeadline time.Time // flush loop only
 }
 
 func newConn(g *Gateway, ws *websocket.Conn, remote string) *conn {
-	return &conn{g: g, ws: ws, remote: remote, rooms: make(map[string]struct{}),
-		wake: make(chan struct{}, 1), done: make(chan struct{})}
+	return &conn{g: g, ws: ws, remote: remote, rooms: make(map[string]struct{}), done: make(chan struct{})}
 }
 
 // serve runs the connection until the client leaves or ctx ends.
@@ -60,14 +105,17 @@ func (c *conn) serve(ctx context.Context) {
 	defer c.g.met.connections.Dec()
 	c.startSec()
 	defer c.endSec()
-	writerDone := make(chan struct{})
-	go func() {
-		defer close(writerDone)
-		c.writeLoop(ctx)
-	}()
+	stopWatch := context.AfterFunc(ctx, func() { c.stop(string(protocol.CodeShuttingDown)) })
+	c.mu.Lock()
+	c.ping = time.AfterFunc(c.g.cfg.Limits.PingInterval, c.sendPing)
+	c.mu.Unlock()
 	reason := c.readLoop(ctx)
+	stopWatch()
 	c.stop(reason)
-	<-writerDone
+	<-c.done
+	c.mu.Lock()
+	c.ping.Stop()
+	c.mu.Unlock()
 	for room := range c.rooms {
 		c.g.hub.leave(c, room)
 	}
@@ -81,7 +129,6 @@ func (c *conn) readLoop(ctx context.Context) string {
 	c.ws.SetReadLimit(int64(lim.HardFrameBytes))
 	_ = c.ws.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
 	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(lim.IdleTimeout)) })
-	buf := make([]byte, 0, 512)
 	for {
 		mt, r, err := c.ws.NextReader()
 		if err != nil {
@@ -95,13 +142,13 @@ func (c *conn) readLoop(ctx context.Context) string {
 		}
 		// Read at most the frame limit; a longer frame is skipped without
 		// being buffered.
-		buf = buf[:0]
-		w := bytes.NewBuffer(buf)
-		n, err := io.Copy(w, io.LimitReader(r, int64(lim.FrameBytes)+1))
+		bp := c.g.framePool.Get().(*[]byte)
+		buf, tooLong, err := readFrame(r, (*bp)[:0], lim.FrameBytes)
 		if err != nil {
 			return readErrReason(err)
 		}
-		if n > int64(lim.FrameBytes) {
+		if tooLong {
+			n := int64(len(buf))
 			// Skip the rest, but not past the hard limit: with
 			// compression the reader yields decompressed bytes, which
 			// the WebSocket read limit does not bound.
@@ -116,12 +163,55 @@ func (c *conn) readLoop(ctx context.Context) string {
 			c.sendError(protocol.CodeTooLarge, "frame exceeds the frame limit", "")
 			continue
 		}
-		buf = w.Bytes()
-		if !c.handle(ctx, buf) {
+		ok := c.handleOff(ctx, buf)
+		if cap(buf) <= maxPooledFrame {
+			*bp = buf
+			c.g.framePool.Put(bp)
+		}
+		if !ok {
 			return "closed_by_server"
 		}
 		if c.isClosing() {
 			return c.closeReason()
+		}
+	}
+}
+
+// handleOff runs handle on a goroutine of its own and waits for it.
+// Handling a frame (JSON decoding, a join, NATS) needs a deeper stack than
+// waiting for the next frame, and a goroutine keeps its deepest stack
+// until a garbage collection shrinks it, so handling on the read loop
+// would leave every idle connection parked on ~8 KiB of stack. This costs
+// a goroutine start per client frame; client frames are few next to the
+// deliveries a gateway writes.
+func (c *conn) handleOff(ctx context.Context, data []byte) bool {
+	var ok bool
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		ok = c.handle(ctx, data)
+	}()
+	<-done
+	return ok
+}
+
+// readFrame appends r's data to buf up to limit bytes; tooLong reports
+// that more followed (buf then holds limit+1 bytes).
+func readFrame(r io.Reader, buf []byte, limit int) (_ []byte, tooLong bool, err error) {
+	for {
+		if len(buf) == cap(buf) {
+			buf = append(buf, 0)[:len(buf)] // grow
+		}
+		n, err := r.Read(buf[len(buf):min(cap(buf), limit+1)])
+		buf = buf[:len(buf)+n]
+		if len(buf) > limit {
+			return buf, true, nil
+		}
+		if errors.Is(err, io.EOF) {
+			return buf, false, nil
+		}
+		if err != nil {
+			return buf, false, err
 		}
 	}
 }
@@ -141,55 +231,106 @@ func readErrReason(err error) string {
 	}
 }
 
-// writeLoop writes queued frames and keepalive pings until the connection
-// is closing; then it sends the close frame.
-func (c *conn) writeLoop(ctx context.Context) {
-	lim := c.g.cfg.Limits
-	ping := time.NewTicker(lim.PingInterval)
-	defer ping.Stop()
+// kickLocked makes sure the flush loop runs; c.mu is held.
+func (c *conn) kickLocked() {
+	if c.flushing || c.dead {
+		return
+	}
+	c.flushing = true
+	c.g.flushers.Add(1)
+	go c.flushLoop()
+}
+
+// flushLoop writes everything queued, then waits writeDelay and writes
+// what queued meanwhile, and so on; it returns once a wait found nothing
+// to write. When the connection is closing it sends the close frame and
+// ends the write side.
+func (c *conn) flushLoop() {
+	defer c.g.flushers.Add(-1)
 	for {
-		select {
-		case <-c.wake:
-		case <-ping.C:
-			if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(lim.WriteTimeout)); err != nil {
-				c.stop("write_error")
-				_ = c.ws.UnderlyingConn().Close()
-				return
-			}
-			continue
-		case <-c.done:
-		case <-ctx.Done():
-			c.stop(string(protocol.CodeShuttingDown))
-		}
 		c.mu.Lock()
 		q, reason := c.queue, c.closing
+		if len(q) == 0 && reason == "" {
+			c.flushing = false
+			c.mu.Unlock()
+			return
+		}
 		c.queue, c.spare, c.queued = c.spare[:0], nil, 0
 		c.mu.Unlock()
 		if len(q) > 0 {
 			if err := c.write(q); err != nil {
-				c.stop("write_error")
-				_ = c.ws.UnderlyingConn().Close()
+				c.end("write_error")
 				return
 			}
 			clear(q)
-			c.mu.Lock()
-			if c.spare == nil && cap(q) <= 1024 {
-				c.spare = q[:0]
-			}
-			c.mu.Unlock()
 		}
 		if reason != "" {
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeCode(reason), reason), time.Now().Add(lim.WriteTimeout))
-			// Closing the socket unblocks the reader at once.
-			_ = c.ws.UnderlyingConn().Close()
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeCode(reason), reason),
+				time.Now().Add(c.g.cfg.Limits.WriteTimeout))
+			c.end(reason)
 			return
+		}
+		c.mu.Lock()
+		if c.spare == nil && cap(q) <= 1024 {
+			c.spare = q[:0]
+		}
+		closing := c.closing != ""
+		c.mu.Unlock()
+		if !closing {
+			time.Sleep(c.g.writeDelay())
 		}
 	}
 }
 
+// end closes the socket, which also ends the read loop, and marks the
+// write side over. Only the flush loop that ends the connection calls it.
+func (c *conn) end(reason string) {
+	_ = c.ws.UnderlyingConn().Close()
+	c.mu.Lock()
+	if c.closing == "" {
+		c.closing = reason
+	}
+	c.dead = true
+	c.queue, c.spare, c.resuming = nil, nil, nil
+	c.mu.Unlock()
+	close(c.done)
+}
+
+// sendPing is the keepalive timer's function.
+func (c *conn) sendPing() {
+	c.mu.Lock()
+	over := c.dead || c.closing != ""
+	c.mu.Unlock()
+	if over {
+		return
+	}
+	lim := c.g.cfg.Limits
+	if err := c.ws.WriteControl(websocket.PingMessage, nil, time.Now().Add(lim.WriteTimeout)); err != nil {
+		// Closing the socket fails the flush loop's next write and the
+		// read loop's read; stop makes sure a flush loop runs to end it.
+		_ = c.ws.UnderlyingConn().Close()
+		c.stop("write_error")
+		return
+	}
+	c.mu.Lock()
+	if !c.dead {
+		c.ping.Reset(lim.PingInterval)
+	}
+	c.mu.Unlock()
+}
+
+var newline = []byte{'\n'}
+
 // write packs frames into as few WebSocket frames as maxBatchBytes allows.
 func (c *conn) write(q [][]byte) error {
-	_ = c.ws.SetWriteDeadline(time.Now().Add(c.g.cfg.Limits.WriteTimeout))
+	// Moving the deadline costs a timer update; a busy connection writes
+	// every few milliseconds, so refresh it only once half of it is used.
+	// A write blocked between WriteTimeout/2 and WriteTimeout fails.
+	now := time.Now()
+	if wt := c.g.cfg.Limits.WriteTimeout; c.writeDeadline.Sub(now) < wt/2 {
+		c.writeDeadline = now.Add(wt)
+		_ = c.ws.SetWriteDeadline(c.writeDeadline)
+	}
 	for len(q) > 0 {
 		w, err := c.ws.NextWriter(websocket.TextMessage)
 		if err != nil {
@@ -199,7 +340,7 @@ func (c *conn) write(q [][]byte) error {
 		i := 0
 		for ; i < len(q) && (i == 0 || size+len(q[i]) < maxBatchBytes); i++ {
 			if i > 0 {
-				if _, err := w.Write([]byte{'\n'}); err != nil {
+				if _, err := w.Write(newline); err != nil {
 					return err
 				}
 			}
@@ -221,8 +362,8 @@ func (c *conn) write(q [][]byte) error {
 func (c *conn) enqueue(frame []byte) {
 	c.mu.Lock()
 	c.enqueueLocked(frame)
+	c.kickLocked()
 	c.mu.Unlock()
-	c.signal()
 }
 
 func (c *conn) enqueueLocked(frame []byte) {
@@ -238,31 +379,34 @@ func (c *conn) enqueueLocked(frame []byte) {
 	c.queued += len(frame)
 }
 
-func (c *conn) signal() {
-	select {
-	case c.wake <- struct{}{}:
-	default:
-	}
-}
-
 // deliver queues a room frame, or holds it while the room is resuming.
 func (c *conn) deliver(room string, frame []byte, id string) {
 	c.mu.Lock()
-	if rb := c.resuming[room]; rb != nil {
+	if rb := c.resumeBuf(room); rb != nil {
 		if rb.bytes+len(frame) > c.g.cfg.Limits.QueueBytes {
-			c.closing = string(protocol.CodeSlowConsumer)
+			if c.closing == "" {
+				c.closing = string(protocol.CodeSlowConsumer)
+			}
+			c.kickLocked()
 		} else {
 			rb.frames = append(rb.frames, frame)
 			rb.ids = append(rb.ids, id)
 			rb.bytes += len(frame)
 		}
 		c.mu.Unlock()
-		c.signal()
 		return
 	}
 	c.enqueueLocked(frame)
+	c.kickLocked()
 	c.mu.Unlock()
-	c.signal()
+}
+
+// resumeBuf is room's held frames, if room is resuming.
+func (c *conn) resumeBuf(room string) *resumeBuf {
+	if c.resuming == nil { // nearly always: skip the map lookup
+		return nil
+	}
+	return c.resuming[room]
 }
 
 // hold starts holding room's live frames (before the hub adds c to room).
@@ -281,6 +425,9 @@ func (c *conn) release(room string, first [][]byte, skip map[string]struct{}) {
 	c.mu.Lock()
 	rb := c.resuming[room]
 	delete(c.resuming, room)
+	if len(c.resuming) == 0 {
+		c.resuming = nil // most connections never resume again
+	}
 	for _, f := range first {
 		c.enqueueLocked(f)
 	}
@@ -292,8 +439,8 @@ func (c *conn) release(room string, first [][]byte, skip map[string]struct{}) {
 			c.enqueueLocked(f)
 		}
 	}
+	c.kickLocked()
 	c.mu.Unlock()
-	c.signal()
 }
 
 func (c *conn) sendError(code protocol.Code, msg, ref string) {
@@ -301,19 +448,15 @@ func (c *conn) sendError(code protocol.Code, msg, ref string) {
 	c.enqueue(protocol.Encode(protocol.Error{Op: protocol.OpError, Code: code, Message: msg, Ref: ref}))
 }
 
-// stop marks the connection closing with reason (the first reason wins).
+// stop marks the connection closing with reason (the first reason wins);
+// the flush it starts sends the close frame and closes the socket.
 func (c *conn) stop(reason string) {
 	c.mu.Lock()
 	if c.closing == "" {
 		c.closing = reason
 	}
-	select {
-	case <-c.done:
-	default:
-		close(c.done)
-	}
+	c.kickLocked()
 	c.mu.Unlock()
-	c.signal()
 }
 
 func (c *conn) isClosing() bool {

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -168,6 +169,10 @@ type Gateway struct {
 	mu       sync.Mutex
 	draining bool
 	conns    sync.WaitGroup
+
+	flushers  atomic.Int64 // connections' flush loops running (conn.go)
+	writePool sync.Pool    // write buffers, held only while writing
+	framePool sync.Pool    // client frame buffers, held only while reading
 }
 
 // New checks cfg and builds a gateway; Serve or Run starts it.
@@ -212,11 +217,16 @@ func New(cfg Config) (*Gateway, error) {
 		durable: newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, cfg.Limits.MaxPendingBytes, log, met),
 	}
 	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.inflight, log, met)
+	g.framePool.New = func() any { b := make([]byte, 0, frameBufSize); return &b }
 	g.up = websocket.Upgrader{
-		ReadBufferSize:  1024,
-		WriteBufferSize: 4096,
-		// Write buffers are only held while a write is in progress.
-		WriteBufferPool:  &sync.Pool{},
+		// Client frames are small (a send is ~200 bytes) and a larger one
+		// is read past this buffer straight into the frame buffer, so a
+		// small read buffer costs little; every idle connection holds one.
+		ReadBufferSize: 256,
+		// Write buffers are only held while a write is in progress, and
+		// one holds a whole batch, so a batch is one system call.
+		WriteBufferSize:  maxBatchBytes,
+		WriteBufferPool:  &g.writePool,
 		HandshakeTimeout: cfg.Limits.HandshakeTimeout,
 		// serveWS checks the Origin before upgrading; this is the same
 		// check, kept in case another path ever upgrades.
@@ -289,17 +299,26 @@ func (g *Gateway) serveWS(ctx context.Context, w http.ResponseWriter, r *http.Re
 	}
 	g.conns.Add(1)
 	g.mu.Unlock()
-	defer g.conns.Done()
 	release, ok := g.admit(w, r)
 	if !ok {
+		g.conns.Done()
 		return
 	}
-	defer release()
 	ws, err := g.up.Upgrade(w, r, nil)
 	if err != nil {
+		release()
+		g.conns.Done()
 		return // the upgrader has answered
 	}
-	newConn(g, ws, r.RemoteAddr).serve(ctx)
+	// The connection gets a goroutine of its own so that this handler
+	// returns and net/http frees what it holds per request (buffers, a
+	// deep stack): an idle connection then costs a few KiB.
+	remote := r.RemoteAddr
+	go func() {
+		defer g.conns.Done()
+		defer release()
+		newConn(g, ws, remote).serve(ctx)
+	}()
 }
 
 // accept stamps a message, publishes it live and starts its durable hop;

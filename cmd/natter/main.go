@@ -54,6 +54,11 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
+	if addr := m.Getenv("NATTER_PPROF_ADDR"); addr != "" {
+		if err := m.servePprof(ctx, addr); err != nil {
+			return err
+		}
+	}
 	switch cmd {
 	case "":
 		return m.runAll(ctx, args)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"flag"
+	"net/http"
 	"os"
 	"regexp"
 	"strings"
@@ -99,5 +100,29 @@ func TestComposeSetsOnlyFlagsNatterReads(t *testing.T) {
 	}
 	if checked < 10 {
 		t.Fatalf("checked only %d variables; is the compose file parsed right?", checked)
+	}
+}
+
+func TestPprofAddr(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var out bytes.Buffer
+	env := map[string]string{"NATTER_PPROF_ADDR": "127.0.0.1:0"}
+	m := &Main{Stdout: &out, Stderr: &out, Getenv: func(k string) string { return env[k] }}
+	if err := m.Run(ctx, []string{"help"}); err != nil {
+		t.Fatal(err)
+	}
+	url := strings.TrimSpace(strings.TrimPrefix(out.String()[:strings.Index(out.String(), "\n")], "natter: profiling on "))
+	res, err := http.Get(url + "goroutine?debug=1")
+	if err != nil {
+		t.Fatalf("%v (output %q)", err, out.String())
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK {
+		t.Fatalf("pprof: HTTP %d", res.StatusCode)
+	}
+	env["NATTER_PPROF_ADDR"] = "not-an-address"
+	if err := m.Run(ctx, []string{"help"}); err == nil || !strings.Contains(err.Error(), "NATTER_PPROF_ADDR") {
+		t.Fatalf("bad address: got %v", err)
 	}
 }
