@@ -53,6 +53,10 @@ type Config struct {
 	NATS *nats.Conn
 	// Producer writes to Kafka.
 	Producer Producer
+	// Durable, if set, is called with each message Kafka acknowledged,
+	// from the producer's callback; it must not block. Federation's
+	// Forward is one.
+	Durable func(natter.Message)
 	// Log receives the bridge's logs; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -94,7 +98,10 @@ func (b *Bridge) Run(ctx context.Context) error {
 	if err := sub.Drain(); err != nil {
 		b.log.Warn("bridge drain", "err", err)
 	}
-	for deadline := time.Now().Add(10 * time.Second); sub.IsValid() && time.Now().Before(deadline); {
+	// Without a NATS connection the drain cannot finish (and replies
+	// could not be sent anyway): then only the produce callbacks are
+	// waited for.
+	for deadline := time.Now().Add(10 * time.Second); sub.IsValid() && b.cfg.NATS.IsConnected() && time.Now().Before(deadline); {
 		time.Sleep(10 * time.Millisecond) // Drain has no completion channel
 	}
 	b.inflight.Wait()
@@ -138,6 +145,9 @@ func (b *Bridge) handle(m *nats.Msg) {
 		b.metrics.produced.Inc()
 		if msg.CID != "" {
 			b.cids.put(msg.User, msg.Room, msg.CID, msg.ID, msg.TS)
+		}
+		if b.cfg.Durable != nil {
+			b.cfg.Durable(msg)
 		}
 		b.reply(m, Reply{ID: msg.ID, OK: true})
 	})

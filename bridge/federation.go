@@ -1,5 +1,11 @@
 // Federation: regions exchange their locally originated messages and
-// presence/typing events over Redis pub/sub. Each region publishes on its
+// presence/typing events over Redis pub/sub. A message is federated only
+// once Kafka has acknowledged it (the bridge calls Forward from its
+// produce callback), so whatever another region delivers live is already
+// in the log that a resuming client there reads: a resume can never miss
+// a message that arrived live just before the client subscribed but was
+// not yet durable. Presence and typing events, which are not logged, go
+// out as they happen. Each region publishes on its
 // own channel (natter.FederationChannel) and every bridge subscribes to all
 // of them (a firehose; docs/scaling.md says up to what size that is fine).
 //
@@ -28,6 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/protocol"
 )
 
 // envelope is what travels on a federation channel.
@@ -126,16 +133,11 @@ func (f *Federation) Seen(id string) bool { return f.seen.has(id) }
 
 // Run federates until ctx ends; it returns nil after a cancel.
 func (f *Federation) Run(ctx context.Context) error {
-	out1, err := f.cfg.NATS.QueueSubscribe("natter.room.*.msg", natter.QueueFederation, f.outbound("msg"))
+	evts, err := f.cfg.NATS.QueueSubscribe("natter.room.*.evt", natter.QueueFederation, f.outboundEvent)
 	if err != nil {
 		return fmt.Errorf("federation: subscribe: %w", err)
 	}
-	defer out1.Unsubscribe() //nolint:errcheck // closing anyway
-	out2, err := f.cfg.NATS.QueueSubscribe("natter.room.*.evt", natter.QueueFederation, f.outbound("evt"))
-	if err != nil {
-		return fmt.Errorf("federation: subscribe: %w", err)
-	}
-	defer out2.Unsubscribe() //nolint:errcheck // closing anyway
+	defer evts.Unsubscribe() //nolint:errcheck // closing anyway
 	ps := f.cfg.Redis.PSubscribe(ctx, natter.FederationPattern)
 	defer ps.Close()
 	in := ps.Channel(redis.WithChannelHealthCheckInterval(5 * time.Second))
@@ -186,32 +188,44 @@ func (f *Federation) publisher(ctx context.Context) {
 	}
 }
 
-// outbound returns the handler that publishes local-origin traffic to
-// Redis; traffic injected from other regions is recognised by its region
-// and not sent back.
-func (f *Federation) outbound(kind string) nats.MsgHandler {
-	return func(m *nats.Msg) {
-		var head struct {
-			Region string `json:"region"`
-			Room   string `json:"room"`
-			T      string `json:"t"`
-		}
-		if json.Unmarshal(m.Data, &head) != nil || head.Region != f.cfg.Region {
-			return
-		}
-		// flush asks for a reply on this region's NATS; meaningless elsewhere.
-		if kind == "evt" && head.T == "flush" {
-			return
-		}
-		room := strings.TrimSuffix(strings.TrimPrefix(m.Subject, "natter.room."), "."+kind)
-		select {
-		case f.out <- envelope{Kind: kind, Room: room, Data: m.Data}:
-		default:
-			// Redis is too slow or away: repair from Kafka brings the
-			// message to the other regions; the sequence shows the gap.
-			f.met.publishErrors.Inc()
-		}
+// Forward publishes a message of this region, which Kafka has
+// acknowledged, to the other regions. It never blocks: when Redis is too
+// slow or away the message is counted as a publish error, and repair from
+// Kafka brings it to the other regions (the sequence shows the gap).
+func (f *Federation) Forward(m natter.Message) {
+	if m.Region != f.cfg.Region {
+		return // not ours to federate: no loops
 	}
+	f.enqueue(envelope{Kind: "msg", Room: m.Room, Data: msgFrame(m)})
+}
+
+// outboundEvent publishes local-origin presence and typing events to
+// Redis; events injected from other regions are recognised by their
+// region and not sent back.
+func (f *Federation) outboundEvent(m *nats.Msg) {
+	var head struct {
+		Region string `json:"region"`
+		T      string `json:"t"`
+	}
+	// flush asks for a reply on this region's NATS; meaningless elsewhere.
+	if json.Unmarshal(m.Data, &head) != nil || head.Region != f.cfg.Region || head.T == "flush" {
+		return
+	}
+	room := strings.TrimSuffix(strings.TrimPrefix(m.Subject, "natter.room."), ".evt")
+	f.enqueue(envelope{Kind: "evt", Room: room, Data: m.Data})
+}
+
+func (f *Federation) enqueue(e envelope) {
+	select {
+	case f.out <- e:
+	default:
+		f.met.publishErrors.Inc()
+	}
+}
+
+// msgFrame is the live msg frame of a logged message.
+func msgFrame(m natter.Message) []byte {
+	return protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID})
 }
 
 // publishBatch numbers and publishes batch in one pipeline.

@@ -21,7 +21,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter"
-	"github.com/natter-chat/natter/protocol"
 )
 
 // RepairConfig configures a Repair.
@@ -139,8 +138,7 @@ func (r *Repair) check(ctx context.Context, rec *sarama.ConsumerMessage) error {
 	if f.Seen(m.ID) {
 		return nil
 	}
-	frame := protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID})
-	injected, err := f.inject(m.ID, m.Room, frame)
+	injected, err := f.inject(m.ID, m.Room, msgFrame(m))
 	if err != nil || !injected {
 		return err
 	}

@@ -24,12 +24,16 @@ import (
 // chatter is a client that behaves like a good application: it sends at a
 // steady rate, keeps an outbox of unacked messages, reconnects to any
 // gateway of its region when its connection breaks, resumes every room
-// with a small overlap and resends the outbox with retry.
+// with a small overlap and resends the outbox with retry. Its first join
+// asks for everything since the load started, as an application does
+// that shows a conversation from a point in time: a join without since
+// means "from now on", and the other chatters start sending at once.
 type chatter struct {
 	t     *testing.T
 	name  string
 	rooms []string
 	gws   []*proc
+	start time.Time // the load's start: the first join's since
 
 	mu       sync.Mutex
 	seq      int
@@ -47,8 +51,8 @@ type outMsg struct {
 	resendAt   time.Time
 }
 
-func newChatter(t *testing.T, name string, rooms []string, gws []*proc) *chatter {
-	return &chatter{t: t, name: name, rooms: rooms, gws: gws, outbox: map[string]outMsg{}, acked: map[string]string{}, got: map[string]bool{}, sending: true}
+func newChatter(t *testing.T, name string, rooms []string, gws []*proc, start time.Time) *chatter {
+	return &chatter{t: t, name: name, rooms: rooms, gws: gws, start: start, outbox: map[string]outMsg{}, acked: map[string]string{}, got: map[string]bool{}, sending: true}
 }
 
 // run keeps the chatter connected and talking until ctx ends.
@@ -71,7 +75,7 @@ func (c *chatter) run(ctx context.Context, every time.Duration) {
 func (c *chatter) session(ctx context.Context, ws *websocket.Conn, every time.Duration) {
 	c.mu.Lock()
 	c.conns++
-	since := ""
+	since := natter.MinIDAt(c.start).String()
 	if c.newestTS > 0 {
 		// Overlap 10 s: other gateways' messages may arrive out of id order.
 		since = natter.MinIDAt(time.UnixMilli(c.newestTS - 10_000)).String()
@@ -88,11 +92,7 @@ func (c *chatter) session(ctx context.Context, ws *websocket.Conn, every time.Du
 		return
 	}
 	for _, r := range c.rooms {
-		m := map[string]any{"op": "join", "room": r}
-		if since != "" {
-			m["since"] = since
-		}
-		if write(m) != nil {
+		if write(map[string]any{"op": "join", "room": r, "since": since}) != nil {
 			return
 		}
 	}
@@ -200,11 +200,12 @@ type faultRun struct {
 func startLoad(t *testing.T, top *topology, rooms []string) *faultRun {
 	ctx, cancel := context.WithCancel(context.Background())
 	fr := &faultRun{top: top, cancel: cancel}
+	start := time.Now()
 	for r, gws := range top.gateways {
 		for g := range gws {
 			// Each chatter prefers its own gateway, then the others of its region.
 			order := append(append([]*proc{}, gws[g:]...), gws[:g]...)
-			c := newChatter(t, fmt.Sprintf("c%d%d-%d", r, g, time.Now().UnixNano()%100000), rooms, order)
+			c := newChatter(t, fmt.Sprintf("c%d%d-%d", r, g, time.Now().UnixNano()%100000), rooms, order, start)
 			fr.chatters = append(fr.chatters, c)
 			fr.done.Add(1)
 			go func() { defer fr.done.Done(); c.run(ctx, 50*time.Millisecond) }()

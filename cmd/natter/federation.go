@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/natter-chat/natter"
 	"github.com/natter-chat/natter/bridge"
 	"github.com/natter-chat/natter/kafka"
 )
@@ -32,26 +33,28 @@ func addFederationFlags(f *flags) *federationFlags {
 }
 
 // start connects federation and repair if --redis-url is set and returns
-// a function running both until its context ends.
-func (ff *federationFlags) start(brokers []string, topic string, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger) (func(context.Context) error, error) {
+// a function running both until its context ends, and the function the
+// bridge calls with each message Kafka acknowledged (nil without
+// federation).
+func (ff *federationFlags) start(brokers []string, topic string, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger) (func(context.Context) error, func(natter.Message), error) {
 	if *ff.redisURL == "" {
-		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil
+		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil, nil
 	}
 	opt, err := redis.ParseURL(*ff.redisURL)
 	if err != nil {
-		return nil, fmt.Errorf("--redis-url: %w", err)
+		return nil, nil, fmt.Errorf("--redis-url: %w", err)
 	}
 	rdb := redis.NewClient(opt)
 	fed, err := bridge.NewFederation(bridge.FederationConfig{Region: *ff.region, NATS: nc, Redis: rdb, Log: log})
 	if err != nil {
 		rdb.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	rep, err := bridge.NewRepair(bridge.RepairConfig{Region: *ff.region, Brokers: brokers, Topic: topic,
 		Sarama: kafka.NewConfig("natter-repair"), NATS: nc, Federation: fed, Delay: *ff.repairDelay, Log: log})
 	if err != nil {
 		rdb.Close()
-		return nil, err
+		return nil, nil, err
 	}
 	reg.MustRegister(fed.Collectors()...)
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { fed.NATSDisconnected(*ff.repairDelay) })
@@ -61,5 +64,5 @@ func (ff *federationFlags) start(brokers []string, topic string, nc *nats.Conn, 
 		go func() { errs <- fed.Run(ctx) }()
 		go func() { errs <- rep.Run(ctx) }()
 		return errors.Join(<-errs, <-errs)
-	}, nil
+	}, fed.Forward, nil
 }

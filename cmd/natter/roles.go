@@ -319,13 +319,13 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 		return err
 	}
 	defer prod.Close()
-	b := bridge.New(bridge.Config{NATS: nc, Producer: prod, Log: log})
 	reg := newRegistry()
-	reg.MustRegister(b.Collectors()...)
-	runFed, err := fed.start(splitList(*brokers), *topic, nc, reg, log)
+	runFed, forward, err := fed.start(splitList(*brokers), *topic, nc, reg, log)
 	if err != nil {
 		return err
 	}
+	b := bridge.New(bridge.Config{NATS: nc, Producer: prod, Durable: forward, Log: log})
+	reg.MustRegister(b.Collectors()...)
 	stop, err := m.serveMetrics(*addr, reg, log)
 	if err != nil {
 		return err
