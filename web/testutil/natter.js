@@ -65,12 +65,12 @@ export function freshDatabase() {
   };
 }
 
-/** Returns a free TCP port on 127.0.0.1. */
-export function freePort() {
+/** Returns a free TCP port on host. */
+export function freePort(host = "127.0.0.1") {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
+    s.listen(0, host, () => {
       const { port } = s.address();
       s.close(() => resolve(port));
     });
@@ -99,52 +99,30 @@ export async function waitFor(what, f, { timeout = 20_000, interval = 50 } = {})
 }
 
 /**
- * One natter process (all roles; the embedded Kafka-protocol broker keeps
- * its log in dataDir) that can be killed and started again on the same
- * port, data directory and database.
+ * A natter process (`natter args...`) that can be killed, paused and
+ * started again with the same arguments: the same ports, data and
+ * database.
  */
-export class Natter {
+export class Process {
   /**
    * @param {object} o
-   * @param {string} o.databaseUrl
-   * @param {string} [o.dataDir]  default: a new temporary directory
-   * @param {string} [o.logFile]  natter's output is appended here too
-   * @param {string[]} [o.args]   extra flags
+   * @param {string} o.name       names the process in errors
+   * @param {string[]} [o.args]   natter's arguments (may also be set before the first start)
+   * @param {string} [o.readyUrl] answers 200 once the process is ready
+   * @param {string} [o.logFile]  the process's output is appended here too
    */
   constructor(o) {
-    this.databaseUrl = o.databaseUrl;
-    this.dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "natter-js-data-"));
-    this.ownDataDir = !o.dataDir;
-    this.logFile = o.logFile;
+    this.name = o.name;
     this.args = o.args ?? [];
-    this.port = 0;
+    this.readyUrl = o.readyUrl;
+    this.logFile = o.logFile;
     this.proc = undefined;
     this.logs = [];
-    const uniq = `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
-    this.topic = `web.${uniq}`;
-    this.group = `web-${uniq}`;
   }
 
-  get httpUrl() {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  get wsUrl() {
-    return `ws://127.0.0.1:${this.port}/ws`;
-  }
-
-  /** Starts natter (on a free port the first time) and waits until ready. */
+  /** Starts the process and waits until readyUrl answers 200. */
   async start() {
-    if (!this.port) this.port = await freePort();
-    const args = [
-      "--addr", `127.0.0.1:${this.port}`,
-      "--database-url", this.databaseUrl,
-      "--data-dir", this.dataDir,
-      "--kafka-topic", this.topic,
-      "--kafka-group", this.group,
-      ...this.args,
-    ];
-    const p = spawn(natterBinary(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NATTER_LOG_LEVEL: "info" } });
+    const p = spawn(natterBinary(), this.args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NATTER_LOG_LEVEL: "info" } });
     this.proc = p;
     running.add(p);
     p.exited = new Promise((resolve) => p.once("exit", (code, signal) => {
@@ -161,11 +139,11 @@ export class Natter {
     p.stderr.on("data", log);
     let exited = false;
     p.exited.then(() => { exited = true; });
-    await waitFor("natter /readyz", async () => {
-      if (exited) throw new Error(`natter exited during start:\n${this.tail()}`);
-      const res = await fetch(`${this.httpUrl}/readyz`);
+    await waitFor(`${this.name} ${this.readyUrl}`, async () => {
+      if (exited) throw new Error(`${this.name} exited during start:\n${this.tail()}`);
+      const res = await fetch(this.readyUrl);
       return res.status === 200;
-    }, { timeout: 60_000, interval: 100 });
+    }, { timeout: 120_000, interval: 100 });
   }
 
   /** Sends signal; for SIGKILL and SIGTERM, waits for the exit. */
@@ -176,7 +154,7 @@ export class Natter {
     if (sig === "SIGKILL" || sig === "SIGTERM") await p.exited;
   }
 
-  /** Stops natter with SIGTERM (SIGKILL after 30 s). */
+  /** Stops the process with SIGTERM (SIGKILL after 30 s). */
   async stop() {
     const p = this.proc;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
@@ -187,14 +165,64 @@ export class Natter {
     clearTimeout(t);
   }
 
+  tail(n = 60) {
+    return this.logs.join("").split("\n").slice(-n).join("\n");
+  }
+}
+
+/**
+ * One natter process with every role (the embedded Kafka-protocol broker
+ * keeps its log in dataDir) on 127.0.0.1.
+ */
+export class Natter extends Process {
+  /**
+   * @param {object} o
+   * @param {string} o.databaseUrl
+   * @param {string} [o.dataDir]  default: a new temporary directory
+   * @param {string} [o.logFile]  natter's output is appended here too
+   * @param {string[]} [o.args]   extra flags
+   */
+  constructor(o) {
+    super({ name: "natter", logFile: o.logFile });
+    this.databaseUrl = o.databaseUrl;
+    this.dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "natter-js-data-"));
+    this.ownDataDir = !o.dataDir;
+    this.extraArgs = o.args ?? [];
+    this.port = 0;
+    const uniq = `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
+    this.topic = `web.${uniq}`;
+    this.group = `web-${uniq}`;
+  }
+
+  get httpUrl() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get wsUrl() {
+    return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  /** Starts natter (on a free port the first time) and waits until ready. */
+  async start() {
+    if (!this.port) {
+      this.port = await freePort();
+      this.readyUrl = `${this.httpUrl}/readyz`;
+      this.args = [
+        "--addr", `127.0.0.1:${this.port}`,
+        "--database-url", this.databaseUrl,
+        "--data-dir", this.dataDir,
+        "--kafka-topic", this.topic,
+        "--kafka-group", this.group,
+        ...this.extraArgs,
+      ];
+    }
+    await super.start();
+  }
+
   /** Stops natter and removes its temporary data directory. */
   async dispose() {
     await this.stop();
     if (this.ownDataDir) rmSync(this.dataDir, { recursive: true, force: true });
-  }
-
-  tail(n = 60) {
-    return this.logs.join("").split("\n").slice(-n).join("\n");
   }
 }
 
