@@ -1,9 +1,13 @@
 // Browser end-to-end tests of the web chat: Debian's Chromium driven by
-// playwright-core, against real natter processes on the test PostgreSQL.
-// Two people (two browser contexts) chat; one of the gateways is killed
-// with SIGKILL and started again. Screenshots of the main states are
-// written to e2e/artifacts/ (not committed); with NATTER_UPDATE_SCREENSHOT=1
-// the README's docs/screenshot.png is replaced too.
+// playwright-core, against the production topology as real processes: two
+// regions, each a gateway on its own 127.0.0.x, a bridge and a persister,
+// federated through the test Redis and sharing the test Kafka and
+// PostgreSQL. Two people (two browser contexts) chat, each on a gateway of
+// a different region; the gateway of one is killed with SIGKILL and
+// started again. Screenshots of the main states are written to
+// e2e/artifacts/ (not committed), with each process's log; with
+// NATTER_UPDATE_SCREENSHOT=1 the README's docs/screenshot.png is replaced
+// too.
 
 import assert from "node:assert/strict";
 import { copyFileSync, rmSync } from "node:fs";
@@ -11,7 +15,7 @@ import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import { chromium } from "playwright-core";
 
-import { Natter, ensureDir, freshDatabase, repoRoot, waitFor } from "../testutil/natter.js";
+import { Regions, ensureDir, freshDatabase, repoRoot, waitFor } from "../testutil/natter.js";
 
 const artifacts = join(repoRoot, "web/e2e/artifacts");
 const CHROMIUM = process.env.NATTER_CHROMIUM || "/usr/bin/chromium";
@@ -30,10 +34,9 @@ const T = { timeout: 20_000 };
 
 let db;
 let browser;
-// The gateways the people are on. One process today; a second gateway (or
-// region) is one more entry, and alice and bob then sit on different ones.
-const gateways = [];
-const gatewayOf = (i) => gateways[i % gateways.length];
+let topology;
+// alice (person 0) is on region1's gateway, bob (person 1) on region2's.
+const gatewayOf = (i) => topology.gateways[i % topology.gateways.length];
 
 const people = {};
 
@@ -70,13 +73,18 @@ function assertUniqueSorted(ids, who) {
 }
 
 async function serverIds(gw, room) {
+  return (await serverMessages(gw, room)).map((m) => m.id);
+}
+
+// serverMessages returns the room's stored messages, oldest first.
+async function serverMessages(gw, room) {
   const all = [];
   let before = "";
   for (let pages = 0; pages < 20; pages++) {
     const res = await fetch(`${gw.httpUrl}/api/rooms/${room}/messages?limit=200${before ? `&before=${before}` : ""}`);
     assert.equal(res.status, 200);
     const page = await res.json();
-    all.unshift(...page.messages.map((m) => m.id));
+    all.unshift(...page.messages);
     if (!page.more) break;
     before = page.messages[0].id;
   }
@@ -145,14 +153,13 @@ function scenario(name, fn) {
   });
 }
 
-describe("web chat in a real browser", { timeout: 240_000 }, () => {
+describe("web chat in a real browser", { timeout: 600_000 }, () => {
   before(async () => {
     rmSync(artifacts, { recursive: true, force: true });
     ensureDir(artifacts);
     db = freshDatabase();
-    const gw = new Natter({ databaseUrl: db.url, logFile: join(artifacts, "natter.log") });
-    await gw.start();
-    gateways.push(gw);
+    topology = new Regions({ databaseUrl: db.url, regions: 2, logDir: artifacts });
+    await topology.start();
     browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: CHROMIUM_ARGS });
     people.alice = await person("alice", 0, { viewport: { width: 1280, height: 800 }, locale: "en-US" });
     people.bob = await person("bob", 1, { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: "en-GB", colorScheme: "dark", reducedMotion: "reduce" });
@@ -160,7 +167,7 @@ describe("web chat in a real browser", { timeout: 240_000 }, () => {
 
   after(async () => {
     await browser?.close();
-    for (const gw of gateways) await gw.dispose();
+    await topology?.dispose();
     db?.drop();
   });
 
@@ -172,6 +179,7 @@ describe("web chat in a real browser", { timeout: 240_000 }, () => {
     await signIn(alice, "alice");
     await signIn(bob, "bob");
     assert.equal(await alice.page.textContent("#room-title"), "lobby");
+    assert.notEqual(alice.gw.region, bob.gw.region);
     await alice.page.waitForSelector('#member-list .member.online[data-user="bob"]', T);
   });
 
@@ -274,28 +282,37 @@ describe("web chat in a real browser", { timeout: 240_000 }, () => {
 
   scenario("a killed gateway: the page says reconnecting, then catches up with nothing lost or doubled", async () => {
     const { alice, bob } = people;
-    const gw = bob.gw; // the gateway bob's browser is on
+    const gw = bob.gw; // the gateway bob's browser is on; alice's, in the other region, stays up
     const sentBefore = (await domIds(alice)).length;
     await gw.signal("SIGKILL");
-    for (const p of [alice, bob]) {
-      await p.page.waitForFunction(() => /Reconnecting/.test(document.querySelector("#banner")?.textContent ?? ""), null, T);
-    }
+    await bob.page.waitForFunction(() => /Reconnecting/.test(document.querySelector("#banner")?.textContent ?? ""), null, T);
     assert.match(await bob.page.textContent("#banner"), /Connection lost\. Reconnecting( in \d+s)?…/);
     await shot(bob, "06-phone-reconnecting");
     await say(alice, "sent while the gateway was down");
     await say(alice, "and another one");
-    await alice.page.waitForSelector('#scroller .msg[data-state="pending"]', T);
-    assert.equal(await alice.page.$$eval('#scroller .msg[data-state="pending"]', (e) => e.length), 2);
-    await shot(alice, "07-desktop-pending");
+    await alice.page.waitForFunction(() => document.querySelectorAll('#scroller .msg.own[data-state="sent"]').length > 0 &&
+      document.querySelectorAll('#scroller .msg[data-state="pending"]').length === 0, null, T);
+    await message(alice, "and another one");
+    await say(bob, "written while offline");
+    await bob.page.waitForSelector('#scroller .msg[data-state="pending"]', T);
+    assert.equal(await bob.page.$$eval('#scroller .msg[data-state="pending"]', (e) => e.length), 1);
+    await shot(bob, "07-phone-pending");
+    assert.ok(await alice.page.isHidden("#banner"), "alice's gateway went down too");
 
     await gw.start();
-    for (const p of [alice, bob]) await p.page.waitForSelector("#banner", { state: "hidden", timeout: 30_000 });
+    await bob.page.waitForSelector("#banner", { state: "hidden", timeout: 60_000 });
     await message(bob, "and another one");
-    await alice.page.waitForFunction(() => document.querySelectorAll('#scroller .msg[data-state="pending"]').length === 0, null, T);
-    const want = await waitFor("the store has every message", async () => {
-      const ids = await serverIds(gw, "lobby");
-      return ids.length === sentBefore + 2 && ids;
+    await message(alice, "written while offline");
+    await bob.page.waitForFunction(() => document.querySelectorAll('#scroller .msg[data-state="pending"]').length === 0, null, T);
+    const stored = await waitFor("the store has every message", async () => {
+      const msgs = await serverMessages(alice.gw, "lobby");
+      return msgs.length === sentBefore + 3 && msgs;
     });
+    const want = stored.map((m) => m.id);
+    assert.deepEqual(await serverIds(bob.gw, "lobby"), want, "the two regions' gateways read different histories");
+    const regionOf = (body) => stored.find((m) => m.body === body)?.region;
+    assert.equal(regionOf("and another one"), alice.gw.region);
+    assert.equal(regionOf("written while offline"), bob.gw.region);
     for (const p of [alice, bob]) {
       const ids = await domIds(p);
       assertUniqueSorted(ids, p.name);

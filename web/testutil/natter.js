@@ -1,7 +1,8 @@
 // Helpers of the JavaScript tests: build the natter binary once, give each
-// test a fresh PostgreSQL database on the test services, run natter as a
-// real process (and kill, pause or restart it), and wait for conditions
-// instead of sleeping.
+// test a fresh PostgreSQL database on the test services, run natter as
+// real processes — one with every role, or gateways, bridges and
+// persisters in several regions — (and kill, pause or restart one), and
+// wait for conditions instead of sleeping.
 
 import { execFileSync, spawn } from "node:child_process";
 import { appendFileSync, existsSync, mkdirSync, mkdtempSync, rmSync } from "node:fs";
@@ -65,12 +66,12 @@ export function freshDatabase() {
   };
 }
 
-/** Returns a free TCP port on 127.0.0.1. */
-export function freePort() {
+/** Returns a free TCP port on host. */
+export function freePort(host = "127.0.0.1") {
   return new Promise((resolve, reject) => {
     const s = createServer();
     s.once("error", reject);
-    s.listen(0, "127.0.0.1", () => {
+    s.listen(0, host, () => {
       const { port } = s.address();
       s.close(() => resolve(port));
     });
@@ -99,52 +100,30 @@ export async function waitFor(what, f, { timeout = 20_000, interval = 50 } = {})
 }
 
 /**
- * One natter process (all roles; the embedded Kafka-protocol broker keeps
- * its log in dataDir) that can be killed and started again on the same
- * port, data directory and database.
+ * A natter process (`natter args...`) that can be killed, paused and
+ * started again with the same arguments: the same ports, data and
+ * database.
  */
-export class Natter {
+export class Process {
   /**
    * @param {object} o
-   * @param {string} o.databaseUrl
-   * @param {string} [o.dataDir]  default: a new temporary directory
-   * @param {string} [o.logFile]  natter's output is appended here too
-   * @param {string[]} [o.args]   extra flags
+   * @param {string} o.name       names the process in errors
+   * @param {string[]} [o.args]   natter's arguments (may also be set before the first start)
+   * @param {string} [o.readyUrl] answers 200 once the process is ready
+   * @param {string} [o.logFile]  the process's output is appended here too
    */
   constructor(o) {
-    this.databaseUrl = o.databaseUrl;
-    this.dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "natter-js-data-"));
-    this.ownDataDir = !o.dataDir;
-    this.logFile = o.logFile;
+    this.name = o.name;
     this.args = o.args ?? [];
-    this.port = 0;
+    this.readyUrl = o.readyUrl;
+    this.logFile = o.logFile;
     this.proc = undefined;
     this.logs = [];
-    const uniq = `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
-    this.topic = `web.${uniq}`;
-    this.group = `web-${uniq}`;
   }
 
-  get httpUrl() {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  get wsUrl() {
-    return `ws://127.0.0.1:${this.port}/ws`;
-  }
-
-  /** Starts natter (on a free port the first time) and waits until ready. */
+  /** Starts the process and waits until readyUrl answers 200. */
   async start() {
-    if (!this.port) this.port = await freePort();
-    const args = [
-      "--addr", `127.0.0.1:${this.port}`,
-      "--database-url", this.databaseUrl,
-      "--data-dir", this.dataDir,
-      "--kafka-topic", this.topic,
-      "--kafka-group", this.group,
-      ...this.args,
-    ];
-    const p = spawn(natterBinary(), args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NATTER_LOG_LEVEL: "info" } });
+    const p = spawn(natterBinary(), this.args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, NATTER_LOG_LEVEL: "info" } });
     this.proc = p;
     running.add(p);
     p.exited = new Promise((resolve) => p.once("exit", (code, signal) => {
@@ -161,11 +140,11 @@ export class Natter {
     p.stderr.on("data", log);
     let exited = false;
     p.exited.then(() => { exited = true; });
-    await waitFor("natter /readyz", async () => {
-      if (exited) throw new Error(`natter exited during start:\n${this.tail()}`);
-      const res = await fetch(`${this.httpUrl}/readyz`);
+    await waitFor(`${this.name} ${this.readyUrl}`, async () => {
+      if (exited) throw new Error(`${this.name} exited during start:\n${this.tail()}`);
+      const res = await fetch(this.readyUrl);
       return res.status === 200;
-    }, { timeout: 60_000, interval: 100 });
+    }, { timeout: 120_000, interval: 100 });
   }
 
   /** Sends signal; for SIGKILL and SIGTERM, waits for the exit. */
@@ -176,7 +155,7 @@ export class Natter {
     if (sig === "SIGKILL" || sig === "SIGTERM") await p.exited;
   }
 
-  /** Stops natter with SIGTERM (SIGKILL after 30 s). */
+  /** Stops the process with SIGTERM (SIGKILL after 30 s). */
   async stop() {
     const p = this.proc;
     if (!p || p.exitCode !== null || p.signalCode !== null) return;
@@ -187,14 +166,193 @@ export class Natter {
     clearTimeout(t);
   }
 
+  tail(n = 60) {
+    return this.logs.join("").split("\n").slice(-n).join("\n");
+  }
+}
+
+/**
+ * One natter process with every role (the embedded Kafka-protocol broker
+ * keeps its log in dataDir) on 127.0.0.1.
+ */
+export class Natter extends Process {
+  /**
+   * @param {object} o
+   * @param {string} o.databaseUrl
+   * @param {string} [o.dataDir]  default: a new temporary directory
+   * @param {string} [o.logFile]  natter's output is appended here too
+   * @param {string[]} [o.args]   extra flags
+   */
+  constructor(o) {
+    super({ name: "natter", logFile: o.logFile });
+    this.databaseUrl = o.databaseUrl;
+    this.dataDir = o.dataDir ?? mkdtempSync(join(tmpdir(), "natter-js-data-"));
+    this.ownDataDir = !o.dataDir;
+    this.extraArgs = o.args ?? [];
+    this.port = 0;
+    const uniq = `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
+    this.topic = `web.${uniq}`;
+    this.group = `web-${uniq}`;
+  }
+
+  get httpUrl() {
+    return `http://127.0.0.1:${this.port}`;
+  }
+
+  get wsUrl() {
+    return `ws://127.0.0.1:${this.port}/ws`;
+  }
+
+  /** Starts natter (on a free port the first time) and waits until ready. */
+  async start() {
+    if (!this.port) {
+      this.port = await freePort();
+      this.readyUrl = `${this.httpUrl}/readyz`;
+      this.args = [
+        "--addr", `127.0.0.1:${this.port}`,
+        "--database-url", this.databaseUrl,
+        "--data-dir", this.dataDir,
+        "--kafka-topic", this.topic,
+        "--kafka-group", this.group,
+        ...this.extraArgs,
+      ];
+    }
+    await super.start();
+  }
+
   /** Stops natter and removes its temporary data directory. */
   async dispose() {
     await this.stop();
     if (this.ownDataDir) rmSync(this.dataDir, { recursive: true, force: true });
   }
+}
 
-  tail(n = 60) {
-    return this.logs.join("").split("\n").slice(-n).join("\n");
+/** A `natter gateway` of a Regions topology. */
+export class Gateway extends Process {
+  constructor(o) {
+    super(o);
+    this.id = o.id;
+    this.region = o.region;
+    this.host = o.host;
+    this.port = o.port;
+    this.natsUrl = o.natsUrl;
+  }
+
+  get httpUrl() {
+    return `http://${this.host}:${this.port}`;
+  }
+
+  get wsUrl() {
+    return `ws://${this.host}:${this.port}/ws`;
+  }
+}
+
+/**
+ * The production topology as separate processes, the way `natter local`
+ * starts it: in each region, gateways on their own 127.0.0.x whose
+ * embedded NATS servers form the region's cluster, one bridge (NATS →
+ * Kafka, and Redis federation with the other regions) and one persister
+ * (Kafka → PostgreSQL). All regions share the test Kafka (a fresh topic
+ * and consumer group per topology), the test Redis and one database.
+ */
+export class Regions {
+  /**
+   * @param {object} o
+   * @param {string} o.databaseUrl
+   * @param {number} [o.regions]   default 2
+   * @param {number} [o.gateways]  per region, default 1
+   * @param {string} [o.logDir]    each process's output goes to NAME.log here
+   */
+  constructor(o) {
+    this.databaseUrl = o.databaseUrl;
+    this.regionCount = o.regions ?? 2;
+    this.gatewayCount = o.gateways ?? 1;
+    this.logDir = o.logDir;
+    /** @type {{name: string, gateways: Gateway[], bridge: Process, persister: Process}[]} */
+    this.regions = [];
+  }
+
+  /** Every gateway, region by region. */
+  get gateways() {
+    return this.regions.flatMap((r) => r.gateways);
+  }
+
+  /** Picks the addresses, starts every process and waits until all are ready. */
+  async start() {
+    const uniq = `${Date.now()}${Math.floor(Math.random() * 1e6)}`;
+    const kafka = [
+      "--kafka-brokers", service("NATTER_TEST_KAFKA_BROKERS"),
+      "--kafka-topic", `web.${uniq}`,
+    ];
+    const group = ["--kafka-group", `web-${uniq}`];
+    const redisUrl = service("NATTER_TEST_REDIS_URL");
+    const logFile = (name) => this.logDir && join(this.logDir, `${name}.log`);
+    // Ports are picked now and kept for restarts; none twice.
+    const taken = new Set();
+    const addr = async (host) => {
+      for (;;) {
+        const a = `${host}:${await freePort(host)}`;
+        if (!taken.has(a)) {
+          taken.add(a);
+          return a;
+        }
+      }
+    };
+    let ip = 2;
+    for (let r = 1; r <= this.regionCount; r++) {
+      const name = `region${r}`;
+      const hosts = [];
+      for (let g = 0; g < this.gatewayCount; g++) hosts.push(`127.0.0.${ip++}`);
+      const cluster = [];
+      for (const h of hosts) cluster.push(await addr(h));
+      const gateways = [];
+      for (const [g, host] of hosts.entries()) {
+        const id = `${name}-gw${g + 1}`;
+        const httpAddr = await addr(host);
+        const natsAddr = await addr(host);
+        gateways.push(new Gateway({
+          name: id, id, region: name, host, port: Number(httpAddr.split(":")[1]), natsUrl: `nats://${natsAddr}`, logFile: logFile(id),
+          readyUrl: `http://${httpAddr}/readyz`,
+          args: [
+            "gateway", "--open", "--id", id, "--region", name,
+            "--addr", httpAddr,
+            "--nats-addr", natsAddr,
+            "--nats-cluster-addr", cluster[g],
+            "--nats-routes", cluster.map((a) => `nats://${a}`).join(","),
+            "--database-url", this.databaseUrl,
+            ...kafka, ...group,
+          ],
+        }));
+      }
+      const bridgeAddr = await addr(hosts[0]);
+      const bridge = new Process({
+        name: `${name}-bridge`, logFile: logFile(`${name}-bridge`),
+        readyUrl: `http://${bridgeAddr}/healthz`,
+        args: [
+          "bridge", "--region", name,
+          "--nats-url", gateways.map((g) => g.natsUrl).join(","),
+          "--redis-url", redisUrl,
+          "--addr", bridgeAddr,
+          ...kafka,
+        ],
+      });
+      const persisterAddr = await addr(hosts[0]);
+      const persister = new Process({
+        name: `${name}-persister`, logFile: logFile(`${name}-persister`),
+        readyUrl: `http://${persisterAddr}/healthz`,
+        args: ["persister", "--database-url", this.databaseUrl, "--addr", persisterAddr, ...kafka, ...group],
+      });
+      this.regions.push({ name, gateways, bridge, persister });
+    }
+    // A bridge connects to its region's NATS, which the gateways embed.
+    await Promise.all(this.gateways.map((g) => g.start()));
+    await Promise.all(this.regions.flatMap((r) => [r.bridge.start(), r.persister.start()]));
+  }
+
+  /** Stops every process: the gateways first, so that their drain still has bridges. */
+  async dispose() {
+    await Promise.all(this.gateways.map((g) => g.stop()));
+    await Promise.all(this.regions.flatMap((r) => [r.bridge.stop(), r.persister.stop()]));
   }
 }
 
