@@ -79,6 +79,7 @@ type conn struct {
 	user    string // set once by connect, read by the hub afterwards
 	session string
 	rooms   map[string]struct{} // read loop only
+	idle    *idleWait           // nil: the read loop reads (TLS, tests)
 	sec     connSec
 
 	mu       sync.Mutex
@@ -96,21 +97,28 @@ type conn struct {
 }
 
 func newConn(g *Gateway, ws *websocket.Conn, remote string) *conn {
-	return &conn{g: g, ws: ws, remote: remote, rooms: make(map[string]struct{}), done: make(chan struct{})}
+	return &conn{g: g, ws: ws, remote: remote, done: make(chan struct{})}
 }
 
-// serve runs the connection until the client leaves or ctx ends.
+// serve runs the connection until the client leaves or the gateway closes
+// it (closeAll); ctx is for the frame handlers. Its goroutine becomes the
+// read loop; the setup, which goes deeper (timers, metrics, deadlines),
+// runs off it (see readLoop).
 func (c *conn) serve(ctx context.Context) {
-	c.g.met.connections.Inc()
-	defer c.g.met.connections.Dec()
-	c.startSec()
-	defer c.endSec()
-	stopWatch := context.AfterFunc(ctx, func() { c.stop(string(protocol.CodeShuttingDown)) })
-	c.mu.Lock()
-	c.ping = time.AfterFunc(c.g.cfg.Limits.PingInterval, c.sendPing)
-	c.mu.Unlock()
+	c.off(func() {
+		c.g.met.connections.Inc()
+		c.startSec()
+		c.g.track(c)
+		c.mu.Lock()
+		c.ping = time.AfterFunc(c.g.cfg.Limits.PingInterval, c.sendPing)
+		c.mu.Unlock()
+		c.ws.SetReadLimit(int64(c.g.cfg.Limits.HardFrameBytes))
+		idle := c.g.cfg.Limits.IdleTimeout // not all of Limits: every connection keeps this closure
+		_ = c.ws.SetReadDeadline(time.Now().Add(idle))
+		c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(idle)) })
+	})
 	reason := c.readLoop(ctx)
-	stopWatch()
+	c.g.untrack(c)
 	c.stop(reason)
 	<-c.done
 	c.mu.Lock()
@@ -120,79 +128,128 @@ func (c *conn) serve(ctx context.Context) {
 		c.g.hub.leave(c, room)
 	}
 	c.ws.Close()
+	c.endSec()
 	c.g.met.disconnects.WithLabelValues(c.closeReason()).Inc()
+	c.g.met.connections.Dec()
 }
 
 // readLoop handles frames until an error; it returns the close reason.
+//
+// On a plain TCP connection the loop itself only waits, on a shallow
+// stack, until the client has sent something (idle.go); reading and
+// handling what arrived runs on a short-lived goroutine. Reading a frame
+// goes deep into the WebSocket library and handling one deeper still, and
+// a goroutine keeps its deepest stack until a garbage collection shrinks
+// it, which an idle server rarely runs: parked inside the library, every
+// idle connection would hold 4–8 KiB of stack instead of 2.
 func (c *conn) readLoop(ctx context.Context) string {
-	lim := c.g.cfg.Limits
-	c.ws.SetReadLimit(int64(lim.HardFrameBytes))
-	_ = c.ws.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
-	c.ws.SetPongHandler(func(string) error { return c.ws.SetReadDeadline(time.Now().Add(lim.IdleTimeout)) })
+	if c.idle == nil {
+		for {
+			if reason, stop := c.readOne(ctx, c.handleOff); stop {
+				return reason
+			}
+		}
+	}
 	for {
-		mt, r, err := c.ws.NextReader()
-		if err != nil {
-			return readErrReason(err)
-		}
-		_ = c.ws.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
-		if mt != websocket.TextMessage {
-			_, _ = io.Copy(io.Discard, r)
-			c.sendError(protocol.CodeBadFrame, "binary frames are not supported; send JSON text frames", "")
-			continue
-		}
-		// Read at most the frame limit; a longer frame is skipped without
-		// being buffered.
-		bp := c.g.framePool.Get().(*[]byte)
-		buf, tooLong, err := readFrame(r, (*bp)[:0], lim.FrameBytes)
-		if err != nil {
-			return readErrReason(err)
-		}
-		if tooLong {
-			n := int64(len(buf))
-			// Skip the rest, but not past the hard limit: with
-			// compression the reader yields decompressed bytes, which
-			// the WebSocket read limit does not bound.
-			rest, err := io.Copy(io.Discard, io.LimitReader(r, int64(lim.HardFrameBytes)-n+1))
-			if err != nil {
+		if c.idle.br.Buffered() == 0 {
+			if err := c.idle.wait(); err != nil {
 				return readErrReason(err)
 			}
-			if n+rest > int64(lim.HardFrameBytes) {
-				c.stop(string(protocol.CodeTooLarge))
-				return string(protocol.CodeTooLarge)
-			}
-			c.sendError(protocol.CodeTooLarge, "frame exceeds the frame limit", "")
-			continue
 		}
-		ok := c.handleOff(ctx, buf)
-		if cap(buf) <= maxPooledFrame {
-			*bp = buf
-			c.g.framePool.Put(bp)
-		}
-		if !ok {
-			return "closed_by_server"
-		}
-		if c.isClosing() {
-			return c.closeReason()
+		var reason string
+		var stop bool
+		c.off(func() { reason, stop = c.readBuffered(ctx) })
+		if stop {
+			return reason
 		}
 	}
 }
 
-// handleOff runs handle on a goroutine of its own and waits for it.
-// Handling a frame (JSON decoding, a join, NATS) needs a deeper stack than
-// waiting for the next frame, and a goroutine keeps its deepest stack
-// until a garbage collection shrinks it, so handling on the read loop
-// would leave every idle connection parked on ~8 KiB of stack. This costs
-// a goroutine start per client frame; client frames are few next to the
-// deliveries a gateway writes.
+// readBuffered reads and handles frames until the connection's buffer is
+// empty, consuming keepalive pongs itself so that a pong does not leave
+// the library's reader parked waiting for the next frame.
+func (c *conn) readBuffered(ctx context.Context) (string, bool) {
+	for {
+		if c.idle.skipPong() {
+			_ = c.ws.SetReadDeadline(time.Now().Add(c.g.cfg.Limits.IdleTimeout))
+		} else if reason, stop := c.readOne(ctx, c.handle); stop {
+			return reason, true
+		}
+		if c.idle.br.Buffered() == 0 {
+			return "", false
+		}
+	}
+}
+
+// readOne reads the next message and hands it to handle; stop reports
+// that the connection is over, for reason.
+func (c *conn) readOne(ctx context.Context, handle func(context.Context, []byte) bool) (reason string, stop bool) {
+	lim := c.g.cfg.Limits
+	mt, r, err := c.ws.NextReader()
+	if err != nil {
+		return readErrReason(err), true
+	}
+	_ = c.ws.SetReadDeadline(time.Now().Add(lim.IdleTimeout))
+	if mt != websocket.TextMessage {
+		_, _ = io.Copy(io.Discard, r)
+		c.sendError(protocol.CodeBadFrame, "binary frames are not supported; send JSON text frames", "")
+		return "", false
+	}
+	// Read at most the frame limit; a longer frame is skipped without
+	// being buffered.
+	bp := c.g.framePool.Get().(*[]byte)
+	buf, tooLong, err := readFrame(r, (*bp)[:0], lim.FrameBytes)
+	if err != nil {
+		return readErrReason(err), true
+	}
+	if tooLong {
+		n := int64(len(buf))
+		// Skip the rest, but not past the hard limit: with compression
+		// the reader yields decompressed bytes, which the WebSocket read
+		// limit does not bound.
+		rest, err := io.Copy(io.Discard, io.LimitReader(r, int64(lim.HardFrameBytes)-n+1))
+		if err != nil {
+			return readErrReason(err), true
+		}
+		if n+rest > int64(lim.HardFrameBytes) {
+			c.stop(string(protocol.CodeTooLarge))
+			return string(protocol.CodeTooLarge), true
+		}
+		c.sendError(protocol.CodeTooLarge, "frame exceeds the frame limit", "")
+		return "", false
+	}
+	ok := handle(ctx, buf)
+	if cap(buf) <= maxPooledFrame {
+		*bp = buf
+		c.g.framePool.Put(bp)
+	}
+	if !ok {
+		return "closed_by_server", true
+	}
+	if c.isClosing() {
+		return c.closeReason(), true
+	}
+	return "", false
+}
+
+// handleOff runs handle on a goroutine of its own and waits for it, so
+// that the deep stack handling needs is not kept by the read loop.
 func (c *conn) handleOff(ctx context.Context, data []byte) bool {
 	var ok bool
+	c.off(func() { ok = c.handle(ctx, data) })
+	return ok
+}
+
+// off runs fn on a goroutine of its own and waits for it. It costs a
+// goroutine start per wake-up of the read loop; client frames are few
+// next to the deliveries a gateway writes.
+func (c *conn) off(fn func()) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		ok = c.handle(ctx, data)
+		fn()
 	}()
 	<-done
-	return ok
 }
 
 // readFrame appends r's data to buf up to limit bytes; tooLong reports

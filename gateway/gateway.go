@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/protocol"
 )
 
 const defaultHistoryLimit = 50
@@ -170,6 +171,12 @@ type Gateway struct {
 	draining bool
 	conns    sync.WaitGroup
 
+	// live holds the open connections, for shutdown to close them (a
+	// set costs a connection less than a context hook of its own).
+	liveMu    sync.Mutex
+	live      map[*conn]struct{}
+	closedAll bool
+
 	flushers  atomic.Int64 // connections' flush loops running (conn.go)
 	writePool sync.Pool    // write buffers, held only while writing
 	framePool sync.Pool    // client frame buffers, held only while reading
@@ -219,10 +226,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.inflight, log, met)
 	g.framePool.New = func() any { b := make([]byte, 0, frameBufSize); return &b }
 	g.up = websocket.Upgrader{
-		// Client frames are small (a send is ~200 bytes) and a larger one
-		// is read past this buffer straight into the frame buffer, so a
-		// small read buffer costs little; every idle connection holds one.
-		ReadBufferSize: 256,
+		// No read buffer of the upgrader's own: serveWS hands it one
+		// (readBufSize) through the hijack, which the read loop keeps.
+		ReadBufferSize: 0,
 		// Write buffers are only held while a write is in progress, and
 		// one holds a whole batch, so a batch is one system call.
 		WriteBufferSize:  maxBatchBytes,
@@ -235,6 +241,38 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.mux = g.routes()
 	return g, nil
+}
+
+// track adds c to the open connections, or closes it at once when the
+// gateway is shutting down.
+func (g *Gateway) track(c *conn) {
+	g.liveMu.Lock()
+	defer g.liveMu.Unlock()
+	if g.closedAll {
+		c.stop(string(protocol.CodeShuttingDown))
+		return
+	}
+	if g.live == nil {
+		g.live = make(map[*conn]struct{})
+	}
+	g.live[c] = struct{}{}
+}
+
+func (g *Gateway) untrack(c *conn) {
+	g.liveMu.Lock()
+	delete(g.live, c)
+	g.liveMu.Unlock()
+}
+
+// closeAll closes every open connection, and any opened later, with
+// shutting_down.
+func (g *Gateway) closeAll() {
+	g.liveMu.Lock()
+	defer g.liveMu.Unlock()
+	g.closedAll = true
+	for c := range g.live {
+		c.stop(string(protocol.CodeShuttingDown))
+	}
 }
 
 // ID returns the gateway's id.
@@ -282,6 +320,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		g.log.Warn("shutdown with messages not yet durable; clients will resend them", "pending", n)
 	}
 	stopConns()
+	g.closeAll()
 	g.conns.Wait()
 	stopDurable()
 	<-durDone
@@ -304,12 +343,14 @@ func (g *Gateway) serveWS(ctx context.Context, w http.ResponseWriter, r *http.Re
 		g.conns.Done()
 		return
 	}
-	ws, err := g.up.Upgrade(w, r, nil)
+	cw := &captureReader{ResponseWriter: w}
+	ws, err := g.up.Upgrade(cw, r, nil)
 	if err != nil {
 		release()
 		g.conns.Done()
 		return // the upgrader has answered
 	}
+	idle := newIdleWait(ws, cw.br)
 	// The connection gets a goroutine of its own so that this handler
 	// returns and net/http frees what it holds per request (buffers, a
 	// deep stack): an idle connection then costs a few KiB.
@@ -317,7 +358,9 @@ func (g *Gateway) serveWS(ctx context.Context, w http.ResponseWriter, r *http.Re
 	go func() {
 		defer g.conns.Done()
 		defer release()
-		newConn(g, ws, remote).serve(ctx)
+		c := newConn(g, ws, remote)
+		c.idle = idle
+		c.serve(ctx)
 	}()
 }
 

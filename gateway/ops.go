@@ -92,6 +92,9 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		c.sendError(protocol.CodeInternal, "cannot join now; retry", ref(f))
 		return
 	}
+	if c.rooms == nil {
+		c.rooms = make(map[string]struct{}) // most idle connections join nothing
+	}
 	c.rooms[f.Room] = struct{}{}
 	joined := protocol.Joined{Op: protocol.OpJoined, Room: f.Room, Members: members}
 	if f.Since == "" {

@@ -54,7 +54,9 @@ func (c *conn) startSec() {
 
 // endSec stops the timers and releases the user's connection slot.
 func (c *conn) endSec() {
-	c.sec.handshake.Stop()
+	if c.sec.handshake != nil {
+		c.sec.handshake.Stop()
+	}
 	c.sec.gen.Add(1)
 	if c.sec.expiry != nil {
 		c.sec.expiry.Stop()
@@ -92,6 +94,7 @@ func (c *conn) connect(ctx context.Context, f protocol.ClientFrame) {
 		return
 	}
 	c.sec.handshake.Stop()
+	c.sec.handshake = nil // an idle connection keeps no timer it no longer needs
 	c.sec.ident, c.sec.slot = id, slot
 	c.user = id.User
 	c.session = newSessionID()
