@@ -301,12 +301,16 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 	partitions := f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
 	addr := f.String("addr", "", "listen address for /healthz and /metrics (empty: none)")
 	logLevel := f.String("log-level", "info", "debug, info, warn or error")
+	maxInflight := f.Int("max-inflight", bridge.DefaultMaxInflight, "messages handed to Kafka and not yet acknowledged; more are refused at once (gateways retry), which bounds memory while Kafka is down")
 	fed := addFederationFlags(f)
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
 	if err := required(map[string]string{"--kafka-brokers": *brokers}); err != nil {
 		return err
+	}
+	if *maxInflight < 1 {
+		return errors.New("--max-inflight must be positive")
 	}
 	log, err := m.logger(*logLevel)
 	if err != nil {
@@ -326,7 +330,7 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 		return err
 	}
 	defer prod.Close()
-	b := bridge.New(bridge.Config{NATS: nc, Producer: prod, Log: log})
+	b := bridge.New(bridge.Config{NATS: nc, Producer: prod, Log: log, MaxInflight: *maxInflight})
 	reg := newRegistry()
 	reg.MustRegister(b.Collectors()...)
 	runFed, err := fed.start(splitList(*brokers), *topic, nc, reg, log)
