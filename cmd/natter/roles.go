@@ -48,10 +48,27 @@ func (k kafkaLog) Mark(ctx context.Context, room string, since natter.ID) (gatew
 // leak shows in it at once (natter bench --scenario soak compares it).
 func newRegistry() *prometheus.Registry {
 	r := prometheus.NewRegistry()
-	r.MustRegister(collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
-		collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
-		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	r.MustRegister(runtimeCollectors()...)
 	return r
+}
+
+func runtimeCollectors() []prometheus.Collector {
+	return []prometheus.Collector{
+		collectors.NewGoCollector(collectors.WithGoCollectorRuntimeMetrics(
+			collectors.GoRuntimeMetricsRule{Matcher: regexp.MustCompile(`^/gc/heap/live:bytes$`)})),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+	}
+}
+
+// natsCollectors report the embedded NATS server's connections to the
+// rest of the region.
+func natsCollectors(ns *embedded.NATS) []prometheus.Collector {
+	return []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "natter_nats_routes", Help: "Route connections of the embedded NATS server to the region's other gateways."},
+			func() float64 { return float64(ns.Routes()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "natter_nats_leafnodes", Help: "Leaf-node connections of the embedded NATS server."},
+			func() float64 { return float64(ns.LeafNodes()) }),
+	}
 }
 
 // stack is what one process runs: started pieces and their closers, closed
@@ -194,14 +211,8 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	}
 	st.defer_(func() { _ = ns.Close() })
 	log.Info("embedded NATS listening", "url", ns.ClientURL())
-	natsGauges := []prometheus.Collector{
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "natter_nats_routes", Help: "Route connections of the embedded NATS server to the region's other gateways."},
-			func() float64 { return float64(ns.Routes()) }),
-		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "natter_nats_leafnodes", Help: "Leaf-node connections of the embedded NATS server."},
-			func() float64 { return float64(ns.LeafNodes()) }),
-	}
 	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name, natsErrors(log)) }
-	return m.serve(ctx, st, log, g, connect, false, natsGauges)
+	return m.serve(ctx, st, log, g, connect, false, natsCollectors(ns))
 }
 
 // serve opens the store and the log, then runs the gateway (and, when
