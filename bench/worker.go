@@ -182,8 +182,9 @@ func (w *worker) churn(t0 time.Time) {
 	}
 	order := rand.New(rand.NewPCG(uint64(w.lo), 7)).Perm(w.hi - w.lo)
 	since := natter.MinIDAt(t0.Add(-time.Second)).String()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
+	// Reopens under way are let finish (dial and handshake have their
+	// own timeouts), so the drain starts with every client connected.
+	ctx := context.Background()
 	sem := make(chan struct{}, 8)
 	var wg sync.WaitGroup
 	defer wg.Wait()
