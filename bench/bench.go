@@ -21,10 +21,32 @@
 //	fanout  one room holding every connection; Publishers of them publish
 //	rooms   many rooms of RoomSize members; every member publishes
 //	cross   publishers on the first gateway, subscribers on the others
+//	soak    rooms (of 2-10 by default) for a long Duration, with churn:
+//	        Churn connections a second are closed and reopened, resuming
+//	        their room from the newest message they saw; checks that the
+//	        servers' footprint stays flat (see Soak)
 //
 // A room is kept on one gateway, so fanout, rooms and idle spread over
 // several gateways without them sharing NATS. cross needs gateways that
 // share a region's NATS.
+//
+// # Soak
+//
+// The soak scenario samples every server's /metrics (goroutines, live heap
+// at the last GC, resident memory, and the sum of its *_errors_total
+// counters) and the load generator's own footprint a few hundred times over
+// the run. It compares the median of the second half of the samples after
+// Warmup with the median of the first half: the run fails when a server's
+// goroutines, live heap or RSS grew by more than MaxGrowth (and by more
+// than a small absolute noise floor), or when a message was lost or
+// duplicated, a send failed or went unacked, an error frame came, a
+// connection dropped or could not be reopened, or a server's error counters
+// rose. Medians of windows, rather than two samples, keep the garbage
+// collector's sawtooth and a busy machine from deciding the outcome. The
+// warm-up must outlast the servers' bounded memories (natter remembers
+// client ids for 15 minutes, the bridge in two generations): a long soak
+// wants a warm-up of twice that. The reopen uses join with since, so the
+// soak is for natter, not the comparison server.
 //
 // # Several processes
 //
@@ -59,6 +81,7 @@ const (
 	ScenarioFanout = "fanout"
 	ScenarioRooms  = "rooms"
 	ScenarioCross  = "cross"
+	ScenarioSoak   = "soak"
 )
 
 // MaxConnsPerProc is the most connections one process opens; more need
@@ -109,6 +132,15 @@ type Config struct {
 	// Worker returns the command of worker process i of n, which must run
 	// RunWorker with the same Config; needed when Procs > 1.
 	Worker func(i, n int) *exec.Cmd
+
+	// Churn is, in the soak, how many connections a second are closed and
+	// reopened (Conns/100, at least 1; negative: none).
+	Churn float64
+	// Warmup is how long the soak runs before its baseline (Duration/5).
+	Warmup time.Duration
+	// MaxGrowth is the largest growth after warm-up the soak allows, as a
+	// fraction (0.05).
+	MaxGrowth float64
 }
 
 func (c *Config) fill() error {
@@ -127,21 +159,27 @@ func (c *Config) fill() error {
 	switch c.Scenario {
 	case ScenarioIdle:
 		c.Rate = 0
-	case ScenarioFanout, ScenarioRooms:
+	case ScenarioFanout, ScenarioRooms, ScenarioSoak:
 	case ScenarioCross:
 		if len(c.URLs) < 2 {
 			return errors.New("scenario cross needs at least two gateway URLs: publishers use the first, subscribers the others")
 		}
 	default:
-		return fmt.Errorf("scenario %q: use idle, fanout, rooms or cross", c.Scenario)
+		return fmt.Errorf("scenario %q: use idle, fanout, rooms, cross or soak", c.Scenario)
+	}
+	if c.Scenario != ScenarioSoak && (c.Churn != 0 || c.Warmup != 0 || c.MaxGrowth != 0) {
+		return errors.New("churn, warmup and max growth are for the soak scenario")
 	}
 	if c.Conns <= 0 {
 		c.Conns = 1000
 	}
 	if c.RoomSize == "" {
 		c.RoomSize = "10"
-		if c.Scenario == ScenarioCross {
+		switch c.Scenario {
+		case ScenarioCross:
 			c.RoomSize = fmt.Sprint(c.Conns)
+		case ScenarioSoak:
+			c.RoomSize = "2-10"
 		}
 	}
 	if rs, err := parseRoomSizes(c.RoomSize); err != nil {
@@ -175,6 +213,27 @@ func (c *Config) fill() error {
 	}
 	if c.Drain <= 0 {
 		c.Drain = 10 * time.Second
+	}
+	if c.Scenario == ScenarioSoak {
+		if c.Rate == 0 {
+			return errors.New("the soak needs a publish rate")
+		}
+		if c.Churn == 0 {
+			c.Churn = max(1, float64(c.Conns)/100)
+		}
+		c.Churn = max(c.Churn, 0)
+		if c.Warmup == 0 {
+			c.Warmup = c.Duration / 5
+		}
+		if c.Warmup < 0 || c.Warmup > c.Duration*4/5 {
+			return errors.New("warmup must leave at least a fifth of the duration")
+		}
+		if c.MaxGrowth == 0 {
+			c.MaxGrowth = 0.05
+		}
+		if c.MaxGrowth < 0 {
+			return errors.New("max growth must be positive")
+		}
 	}
 	if c.Procs <= 0 {
 		c.Procs = (c.Conns + MaxConnsPerProc - 1) / MaxConnsPerProc

@@ -57,6 +57,7 @@ func TestPlanRoomsAndPublishers(t *testing.T) {
 		{"idle", Config{Scenario: ScenarioIdle, Conns: 95, RoomSize: "10"}, 10, 0, 10},
 		{"idle, no rooms", Config{Scenario: ScenarioIdle, Conns: 50, RoomSize: "0"}, 0, 0, 0},
 		{"cross", Config{Scenario: ScenarioCross, URLs: []string{"ws://a/ws", "ws://b/ws", "ws://c/ws"}, Conns: 100, Rate: 10}, 1, 10, 100},
+		{"soak", Config{Scenario: ScenarioSoak, Conns: 1000, Rate: 10}, 0, 1000, 10},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := tc.cfg
@@ -123,6 +124,10 @@ func TestConfigRefusesNonsense(t *testing.T) {
 		{RoomSize: "9-3"},
 		{Conns: 40000},
 		{Scenario: ScenarioFanout, RoomSize: "0"},
+		{Scenario: ScenarioRooms, Churn: 1},
+		{Scenario: ScenarioSoak},
+		{Scenario: ScenarioSoak, Rate: 10, Duration: time.Minute, Warmup: time.Minute},
+		{Scenario: ScenarioSoak, Rate: 10, MaxGrowth: -1},
 	} {
 		if err := cfg.fill(); err == nil {
 			t.Errorf("%+v accepted", cfg)

@@ -1,5 +1,7 @@
 // One load-generator connection: dial from a chosen source address,
-// connect and join, then read frames and account for every message.
+// connect and join, then read frames and account for every message. In the
+// soak scenario a connection is also closed and opened again now and then,
+// resuming its room from the last message it saw.
 
 package bench
 
@@ -21,19 +23,34 @@ import (
 
 // client is one connection of the load generator.
 type client struct {
-	w    *worker
-	idx  int // global connection index
-	ws   *websocket.Conn
-	hist *Hist
-	buf  []byte
-	// seen[slot] has bit seq set once publisher slot's message seq was
-	// received; touched only by the read loop, read after it ended.
-	seen  [][]uint64
-	alive atomic.Bool
+	w          *worker
+	idx        int // global connection index
+	d          *websocket.Dialer
+	url, user  string
+	room       string // "" for none
+	hist       *Hist
+	buf        []byte
+	alive      atomic.Bool
+	reopening  atomic.Bool  // a reopen is under way
+	cycling    atomic.Bool  // being closed on purpose to reconnect
+	acks       atomic.Int64 // acks received, over every connection
+	readerDone chan struct{}
 
-	wmu  sync.Mutex // serialises sends
-	wbuf []byte
+	// Touched only by the read loop; read by others after it ended.
+	// seen[slot] has bit seq set once publisher slot's message seq was
+	// received. lastID is the newest message id received (len 0: none).
+	seen   [][]uint64
+	lastID []byte
+
+	wmu   sync.Mutex // serialises sends and guards ws, down and sends
+	ws    *websocket.Conn
+	down  bool  // between connections: sends are skipped
+	sends int64 // sends written, over every connection
+	wbuf  []byte
 }
+
+// errDown is a send skipped because its connection is being reopened.
+var errDown = errors.New("connection is being reopened")
 
 var (
 	prefixMsg   = []byte(`{"op":"msg"`)
@@ -41,6 +58,7 @@ var (
 	prefixError = []byte(`{"op":"error"`)
 	bodyKey     = []byte(`"body":"`)
 	codeKey     = []byte(`"code":"`)
+	idKey       = []byte(`"id":"`)
 )
 
 // dialer returns a websocket dialer that connects from src (nil: any).
@@ -77,16 +95,20 @@ func sourceAddr(u string, i, n int) net.IP {
 	return net.IPv4(127, 0, 0, byte(2+i%n))
 }
 
-// open dials, connects as a unique user and joins the planned room.
-func (c *client) open(ctx context.Context, d *websocket.Dialer, u, user, room string) error {
-	ws, _, err := d.DialContext(ctx, u, nil)
+// open dials, connects as c.user and joins c.room, resuming after since
+// when it is set. Messages that come with the joined object (resumed ones)
+// are accounted for like any other.
+func (c *client) open(ctx context.Context, since string) error {
+	ws, _, err := c.d.DialContext(ctx, c.url, nil)
 	if err != nil {
-		return fmt.Errorf("dial %s: %w", u, err)
+		return fmt.Errorf("dial %s: %w", c.url, err)
 	}
+	c.wmu.Lock()
 	c.ws = ws
+	c.wmu.Unlock()
 	deadline := time.Now().Add(30 * time.Second)
 	_ = ws.SetReadDeadline(deadline)
-	if err := c.sendRaw([]byte(`{"op":"connect","user":"` + user + `"}`)); err != nil {
+	if err := c.sendRaw([]byte(`{"op":"connect","user":"` + c.user + `"}`)); err != nil {
 		ws.Close()
 		return err
 	}
@@ -94,8 +116,12 @@ func (c *client) open(ctx context.Context, d *websocket.Dialer, u, user, room st
 		ws.Close()
 		return fmt.Errorf("connect: %w", err)
 	}
-	if room != "" {
-		if err := c.sendRaw([]byte(`{"op":"join","room":"` + room + `"}`)); err != nil {
+	if c.room != "" {
+		join := `{"op":"join","room":"` + c.room + `"}`
+		if since != "" {
+			join = `{"op":"join","room":"` + c.room + `","since":"` + since + `"}`
+		}
+		if err := c.sendRaw([]byte(join)); err != nil {
 			ws.Close()
 			return err
 		}
@@ -109,23 +135,35 @@ func (c *client) open(ctx context.Context, d *websocket.Dialer, u, user, room st
 	return nil
 }
 
-// await reads frames until an object starting with prefix; other objects
-// (presence of earlier joiners) are skipped, an error object fails.
+// await reads frames until an object starting with prefix; an error
+// object fails. Other objects are accounted for as the read loop would,
+// including those after the awaited one in the same frame.
 func (c *client) await(prefix string) error {
 	for {
 		frame, err := c.readFrame()
 		if err != nil {
 			return err
 		}
+		found := false
+		var msgs, news int64
+		now := time.Now().UnixNano()
 		for len(frame) > 0 {
 			var line []byte
 			line, frame, _ = bytes.Cut(frame, []byte{'\n'})
-			if bytes.HasPrefix(line, []byte(prefix)) {
-				return nil
-			}
-			if bytes.HasPrefix(line, prefixError) {
+			switch {
+			case !found && bytes.HasPrefix(line, []byte(prefix)):
+				found = true
+			case bytes.HasPrefix(line, prefixError):
 				return fmt.Errorf("server error: %.200s", line)
+			default:
+				m, n := c.onLine(line, now)
+				msgs += m
+				news += n
 			}
+		}
+		c.count(msgs, news)
+		if found {
+			return nil
 		}
 	}
 }
@@ -154,11 +192,12 @@ func (c *client) readFrame() ([]byte, error) {
 
 // readLoop accounts for every object until the connection ends.
 func (c *client) readLoop() {
+	defer close(c.readerDone)
 	defer c.alive.Store(false)
 	for {
 		frame, err := c.readFrame()
 		if err != nil {
-			if !c.w.closing.Load() {
+			if !c.w.closing.Load() && !c.cycling.Load() {
 				c.w.noteDisconnect(err)
 			}
 			return
@@ -168,22 +207,36 @@ func (c *client) readLoop() {
 		for len(frame) > 0 {
 			var line []byte
 			line, frame, _ = bytes.Cut(frame, []byte{'\n'})
-			switch {
-			case bytes.HasPrefix(line, prefixMsg):
-				msgs++
-				if c.onMsg(line, now) {
-					news++
-				}
-			case bytes.HasPrefix(line, prefixAck):
-				c.w.acks.Add(1)
-			case bytes.HasPrefix(line, prefixError):
-				c.w.noteError(string(field(line, codeKey)))
-			}
+			m, n := c.onLine(line, now)
+			msgs += m
+			news += n
 		}
-		if msgs > 0 {
-			c.w.delivered.Add(msgs)
-			c.w.distinct.Add(news)
+		c.count(msgs, news)
+	}
+}
+
+// onLine accounts for one server object: it returns 1, 1 for a new
+// message, 1, 0 for a repeated one.
+func (c *client) onLine(line []byte, now int64) (msgs, news int64) {
+	switch {
+	case bytes.HasPrefix(line, prefixMsg):
+		if c.onMsg(line, now) {
+			return 1, 1
 		}
+		return 1, 0
+	case bytes.HasPrefix(line, prefixAck):
+		c.acks.Add(1)
+		c.w.acks.Add(1)
+	case bytes.HasPrefix(line, prefixError):
+		c.w.noteError(string(field(line, codeKey)))
+	}
+	return 0, 0
+}
+
+func (c *client) count(msgs, news int64) {
+	if msgs > 0 {
+		c.w.delivered.Add(msgs)
+		c.w.distinct.Add(news)
 	}
 }
 
@@ -216,6 +269,10 @@ func (c *client) onMsg(line []byte, now int64) bool {
 	}
 	bits[word] |= mask
 	c.hist.Record(time.Duration(now - sent))
+	// Ids of one room reach a member in id order; keep the newest anyway.
+	if id := field(line, idKey); bytes.Compare(id, c.lastID) > 0 {
+		c.lastID = append(c.lastID[:0], id...)
+	}
 	return true
 }
 
@@ -223,6 +280,9 @@ func (c *client) onMsg(line []byte, now int64) bool {
 func (c *client) send(room string, pub, seq, sched int64, bodyBytes int) error {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
+	if c.down {
+		return errDown
+	}
 	b := c.wbuf[:0]
 	b = append(b, `{"op":"send","room":"`...)
 	b = append(b, room...)
@@ -244,7 +304,11 @@ func (c *client) send(room string, pub, seq, sched int64, bodyBytes int) error {
 	b = append(b, `"}`...)
 	c.wbuf = b
 	_ = c.ws.SetWriteDeadline(time.Now().Add(10 * time.Second))
-	return c.ws.WriteMessage(websocket.TextMessage, b)
+	if err := c.ws.WriteMessage(websocket.TextMessage, b); err != nil {
+		return err
+	}
+	c.sends++
+	return nil
 }
 
 func (c *client) sendRaw(b []byte) error {
@@ -278,4 +342,57 @@ func cutInt(s []byte) (int64, []byte, bool) {
 		return 0, s, false
 	}
 	return n, s[i+1:], true
+}
+
+// reopen closes the connection and opens it again as the same user,
+// resuming its room after the newest message it received (or since,
+// when it received none). Sends scheduled meanwhile are skipped; those
+// already written are waited for to be acked, so that none is lost with
+// the socket.
+func (c *client) reopen(ctx context.Context, since string) error {
+	c.wmu.Lock()
+	c.down = true
+	sends := c.sends
+	c.wmu.Unlock()
+	for deadline := time.Now().Add(10 * time.Second); c.acks.Load() < sends && time.Now().Before(deadline) && ctx.Err() == nil; {
+		time.Sleep(5 * time.Millisecond)
+	}
+	c.cycling.Store(true)
+	c.closeWS()
+	<-c.readerDone
+	if len(c.lastID) > 0 {
+		since = string(c.lastID)
+	}
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		if err = c.open(ctx, since); err == nil || ctx.Err() != nil {
+			break
+		}
+		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
+	}
+	if err != nil {
+		return err // the client stays down
+	}
+	c.cycling.Store(false)
+	c.startReader()
+	c.wmu.Lock()
+	c.down = false
+	c.wmu.Unlock()
+	return nil
+}
+
+// startReader runs the read loop of the current connection.
+func (c *client) startReader() {
+	c.readerDone = make(chan struct{})
+	c.w.readers.Add(1)
+	go func() { defer c.w.readers.Done(); c.readLoop() }()
+}
+
+func (c *client) closeWS() {
+	c.wmu.Lock()
+	ws := c.ws
+	c.wmu.Unlock()
+	if ws != nil {
+		_ = ws.Close()
+	}
 }

@@ -56,6 +56,8 @@ type Report struct {
 	// servers is other work sharing the machine, which skews latency.
 	MachineCPUCores float64  `json:"machine_cpu_cores"`
 	Servers         []Server `json:"servers"`
+	// Soak is the soak scenario's verdict (nil in the others).
+	Soak *Soak `json:"soak,omitempty"`
 }
 
 // Latency holds end-to-end latency percentiles in milliseconds.
@@ -82,11 +84,13 @@ type Server struct {
 	Err             string  `json:"error,omitempty"`
 }
 
-// serverSample is one scrape.
+// serverSample is one scrape. errors is the sum of every *_errors_total
+// counter.
 type serverSample struct {
-	rss, goroutines, cpu float64
-	at                   time.Time
-	err                  error
+	rss, goroutines, cpu        float64
+	heapLive, heapInuse, errors float64
+	at                          time.Time
+	err                         error
 }
 
 func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Report, error) {
@@ -167,6 +171,14 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 	endAt := t0.Add(cfg.Duration - min(500*time.Millisecond, cfg.Duration/10))
 	endScrape := time.NewTimer(time.Until(endAt))
 	defer endScrape.Stop()
+	var soak *soakSampler
+	var soakTick <-chan time.Time
+	if cfg.Scenario == ScenarioSoak {
+		soak = newSoakSampler(cfg, t0)
+		st := time.NewTicker(soak.every)
+		defer st.Stop()
+		soakTick = st.C
+	}
 	var end []serverSample
 	var got []partResult
 	var lastDelivered int64
@@ -178,6 +190,17 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 		case err := <-rerrs:
 			pr.done()
 			return nil, err
+		case now := <-soakTick:
+			if at := now.Sub(t0); at >= 0 && at <= cfg.Duration {
+				var self selfSample
+				for _, pt := range parts {
+					ps := pt.snapshot().Self
+					self.Goroutines += ps.Goroutines
+					self.HeapLive += ps.HeapLive
+					self.RSS += ps.RSS
+				}
+				soak.sample(self)
+			}
 		case <-endScrape.C:
 			end = scrapeAll(cfg)
 			if busy1, total1 := machineCPU(); total1 > total0 {
@@ -215,7 +238,14 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 	sent := map[int]int64{}
 	var recv, atEnd int64
 	sendSeconds := cfg.Duration.Seconds()
+	var verdict Soak
 	for _, r := range got {
+		verdict.Reconnects += r.Reconnects
+		verdict.ReconnectErrors += r.ReconnectErrs
+		verdict.Skipped += r.Skipped
+		if verdict.ReconnectError == "" {
+			verdict.ReconnectError = r.ReconnectErr
+		}
 		rep.Held += int(r.Held)
 		rep.Disconnects += r.Disconnects
 		if rep.DisconnectError == "" {
@@ -272,6 +302,15 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 		}
 		rep.Servers = append(rep.Servers, s)
 	}
+	if soak != nil {
+		rep.Soak = soak.verdict(rep, cfg.Churn)
+		rep.Soak.Reconnects, rep.Soak.ReconnectErrors, rep.Soak.Skipped = verdict.Reconnects, verdict.ReconnectErrors, verdict.Skipped
+		rep.Soak.ReconnectError = verdict.ReconnectError
+		if verdict.ReconnectErrors > 0 {
+			rep.Soak.Failures = append(rep.Soak.Failures, fmt.Sprintf("%d of %d reopens failed: %s",
+				verdict.ReconnectErrors, verdict.ReconnectErrors+verdict.Reconnects, verdict.ReconnectError))
+		}
+	}
 	return rep, nil
 }
 
@@ -306,14 +345,16 @@ func scrapeOne(cfg *Config, i int) serverSample {
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	for sc.Scan() {
-		name, val, ok := strings.Cut(sc.Text(), " ")
-		if !ok {
+		line := sc.Text()
+		sp := strings.LastIndexByte(line, ' ')
+		if sp < 0 || strings.HasPrefix(line, "#") {
 			continue
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		v, err := strconv.ParseFloat(line[sp+1:], 64)
 		if err != nil {
 			continue
 		}
+		name, _, _ := strings.Cut(line[:sp], "{")
 		switch name {
 		case "process_resident_memory_bytes":
 			s.rss = v
@@ -321,6 +362,14 @@ func scrapeOne(cfg *Config, i int) serverSample {
 			s.goroutines = v
 		case "process_cpu_seconds_total":
 			s.cpu = v
+		case "go_gc_heap_live_bytes":
+			s.heapLive = v
+		case "go_memstats_heap_inuse_bytes":
+			s.heapInuse = v
+		default:
+			if strings.HasSuffix(name, "_errors_total") {
+				s.errors += v
+			}
 		}
 	}
 	return s
@@ -397,6 +446,24 @@ func (r *Report) WriteText(w io.Writer) {
 		}
 		row("server", "%s: %d conns, RSS %s → %s (%s/conn), goroutines %.0f → %.0f, %.2f cores",
 			s.MetricsURL, s.Conns, mib(s.RSSBefore), mib(s.RSSEnd), kib(s.RSSPerConn), s.GoroutinesStart, s.GoroutinesEnd, s.CPUCores)
+	}
+	if v := r.Soak; v != nil {
+		row("soak", "warm-up %.0fs; medians of %.0fs windows, a sample every %.0fs; allowed growth %.1f%%",
+			v.WarmupS, v.WindowS, v.SampleEveryS, 100*v.MaxGrowth)
+		row("churn", "%.1f reopens/s: %d reopened, %d failed, %d sends skipped while reopening",
+			v.Churn, v.Reconnects, v.ReconnectErrors, v.Skipped)
+		for _, p := range v.Processes {
+			row("growth", "%s: goroutines %.0f → %.0f (%+.1f%%), live heap %s → %s (%+.1f%%), RSS %s → %s (%+.1f%%), errors +%.0f",
+				p.Name, p.Goroutines.Base, p.Goroutines.End, 100*p.Goroutines.Growth,
+				mib(p.HeapLive.Base), mib(p.HeapLive.End), 100*p.HeapLive.Growth,
+				mib(p.RSS.Base), mib(p.RSS.End), 100*p.RSS.Growth, p.Errors)
+		}
+		if len(v.Failures) == 0 {
+			row("verdict", "PASS")
+		}
+		for _, f := range v.Failures {
+			row("verdict", "FAIL: %s", f)
+		}
 	}
 	_ = tw.Flush()
 }

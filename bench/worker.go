@@ -1,17 +1,22 @@
 // A worker runs one slice of a plan's connections in this process: it
-// opens them, publishes its publishers' share of the schedule, waits for
-// late deliveries and sums up what its members received.
+// opens them, publishes its publishers' share of the schedule (in the soak
+// scenario also closing and reopening connections), waits for late
+// deliveries and sums up what its members received.
 
 package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/bits"
+	"math/rand/v2"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/natter-chat/natter"
 )
 
 const histShards = 16
@@ -25,10 +30,12 @@ type worker struct {
 	hists   [histShards]Hist
 	readers sync.WaitGroup
 	senders sync.WaitGroup
+	churner sync.WaitGroup
 
 	delivered, distinct, dups, acks, sent, sendErrs atomic.Int64
+	skipped, reconnects, reconnectErrs              atomic.Int64
 	connected                                       atomic.Int64
-	closing                                         atomic.Bool
+	closing, churnStop                              atomic.Bool
 	pubSent                                         []atomic.Int64 // by publisher index
 
 	mu             sync.Mutex
@@ -37,6 +44,7 @@ type worker struct {
 	connectErr     string
 	disconnects    int
 	disconnectErr  string
+	reconnectErr   string
 	expected       int64 // deliveries this slice's members should get
 	start, sendEnd time.Time
 	atEnd          int64 // delivered when publishing ended
@@ -79,17 +87,15 @@ func (w *worker) connect(ctx context.Context) {
 func (w *worker) open(ctx context.Context, i int) {
 	cp := w.plan.conns[i]
 	u := w.cfg.URLs[cp.url]
-	room := ""
-	var seen [][]uint64
+	c := &client{w: w, idx: i, d: dialer(sourceAddr(u, i, w.cfg.SourceAddrs)), url: u,
+		user: fmt.Sprintf("b%s-%d", w.cfg.RunID, i), hist: &w.hists[i%histShards]}
 	if cp.room >= 0 {
-		room = w.plan.rooms[cp.room].name
-		seen = make([][]uint64, len(w.plan.rooms[cp.room].pubs))
+		c.room = w.plan.rooms[cp.room].name
+		c.seen = make([][]uint64, len(w.plan.rooms[cp.room].pubs))
 	}
-	c := &client{w: w, idx: i, hist: &w.hists[i%histShards], seen: seen}
-	d := dialer(sourceAddr(u, i, w.cfg.SourceAddrs))
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
-		if err = c.open(ctx, d, u, fmt.Sprintf("b%s-%d", w.cfg.RunID, i), room); err == nil || ctx.Err() != nil {
+		if err = c.open(ctx, ""); err == nil || ctx.Err() != nil {
 			break
 		}
 		time.Sleep(time.Duration(attempt+1) * 200 * time.Millisecond)
@@ -105,8 +111,7 @@ func (w *worker) open(ctx context.Context, i int) {
 	}
 	w.clients[i-w.lo] = c
 	w.connected.Add(1)
-	w.readers.Add(1)
-	go func() { defer w.readers.Done(); c.readLoop() }()
+	c.startReader()
 }
 
 // publish starts the senders at t0; each takes some of the slice's
@@ -121,6 +126,10 @@ func (w *worker) publish(t0 time.Time) {
 		if ci >= w.lo && ci < w.hi && w.clients[ci-w.lo] != nil {
 			local = append(local, pub)
 		}
+	}
+	if w.cfg.Churn > 0 {
+		w.churner.Add(1)
+		go func() { defer w.churner.Done(); w.churn(t0) }()
 	}
 	nsend := min(8, len(local))
 	for s := 0; s < nsend; s++ {
@@ -150,13 +159,71 @@ func (w *worker) sendLoop(t0 time.Time, pubs []int) {
 			}
 			c := w.clients[w.plan.pubs[pub]-w.lo]
 			room := w.plan.rooms[w.plan.conns[w.plan.pubs[pub]].room].name
-			if err := c.send(room, int64(pub), round, at.UnixNano(), w.cfg.BodyBytes); err != nil {
+			if err := c.send(room, int64(pub), round, at.UnixNano(), w.cfg.BodyBytes); errors.Is(err, errDown) {
+				w.skipped.Add(1)
+				continue
+			} else if err != nil {
 				w.sendErrs.Add(1)
 				continue
 			}
 			w.pubSent[pub].Add(1)
 			w.sent.Add(1)
 		}
+	}
+}
+
+// churn closes and reopens the slice's share of Config.Churn connections
+// a second, from t0 until publishing ends, at most 8 at once. A client
+// resumes its room from the newest message it received.
+func (w *worker) churn(t0 time.Time) {
+	rate := w.cfg.Churn * float64(w.hi-w.lo) / float64(w.cfg.Conns)
+	if rate <= 0 {
+		return
+	}
+	order := rand.New(rand.NewPCG(uint64(w.lo), 7)).Perm(w.hi - w.lo)
+	since := natter.MinIDAt(t0.Add(-time.Second)).String()
+	// Reopens under way are let finish (dial and handshake have their
+	// own timeouts), so the drain starts with every client connected.
+	ctx := context.Background()
+	sem := make(chan struct{}, 8)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	end := t0.Add(w.cfg.Duration)
+	for k := int64(0); ; k++ {
+		at := t0.Add(time.Duration(float64(k+1) / rate * float64(time.Second)))
+		if !at.Before(end) {
+			return
+		}
+		for d := time.Until(at); d > 0; d = time.Until(at) {
+			if w.churnStop.Load() || w.closing.Load() {
+				return
+			}
+			time.Sleep(min(d, 100*time.Millisecond))
+		}
+		c := w.clients[order[int(k%int64(len(order)))]]
+		if c == nil || !c.alive.Load() || !c.reopening.CompareAndSwap(false, true) {
+			continue
+		}
+		select {
+		case sem <- struct{}{}:
+		default:
+			c.reopening.Store(false)
+			continue // eight reopens under way: the server is slow, do not pile up
+		}
+		wg.Add(1)
+		go func() {
+			defer func() { c.reopening.Store(false); <-sem; wg.Done() }()
+			if err := c.reopen(ctx, since); err != nil {
+				w.reconnectErrs.Add(1)
+				w.mu.Lock()
+				if w.reconnectErr == "" {
+					w.reconnectErr = err.Error()
+				}
+				w.mu.Unlock()
+				return
+			}
+			w.reconnects.Add(1)
+		}()
 	}
 }
 
@@ -173,6 +240,8 @@ func (w *worker) finish(ctx context.Context) {
 	case <-time.After(time.Until(end)):
 	}
 	w.senders.Wait()
+	w.churnStop.Store(true)
+	w.churner.Wait()
 	w.mu.Lock()
 	w.atEnd = w.delivered.Load()
 	w.sendEnd = time.Now()
@@ -180,15 +249,17 @@ func (w *worker) finish(ctx context.Context) {
 	if w.expected == 0 {
 		return
 	}
+	// The soak waits for acks as well: every send must be acked.
+	acked := func() bool { return w.cfg.Scenario != ScenarioSoak || w.acks.Load() >= w.sent.Load() }
 	limit := time.Now().Add(w.cfg.Drain)
-	last, lastChange := w.distinct.Load(), time.Now()
+	last, lastChange := w.distinct.Load()+w.acks.Load(), time.Now()
 	for time.Now().Before(limit) && ctx.Err() == nil {
 		d := w.distinct.Load()
-		if d >= w.expected {
+		if d >= w.expected && acked() {
 			return
 		}
-		if d != last {
-			last, lastChange = d, time.Now()
+		if n := d + w.acks.Load(); n != last {
+			last, lastChange = n, time.Now()
 		} else if time.Since(lastChange) > time.Second {
 			return
 		}
@@ -223,6 +294,12 @@ type snapshot struct {
 	Dups        int64    `json:"dups"`
 	Acks        int64    `json:"acks"`
 	Hist        histJSON `json:"hist"`
+	// Soak: connections reopened, reopens that failed, sends skipped
+	// while reopening, and this process's own footprint.
+	Reconnects    int64      `json:"reconnects,omitempty"`
+	ReconnectErrs int64      `json:"reconnect_errors,omitempty"`
+	Skipped       int64      `json:"skipped,omitempty"`
+	Self          selfSample `json:"self"`
 }
 
 func (w *worker) snapshot() snapshot {
@@ -235,7 +312,8 @@ func (w *worker) snapshot() snapshot {
 	w.mu.Unlock()
 	return snapshot{Connected: w.connected.Load(), ConnectErrs: errs, ConnectErr: first, Held: w.held(), Sent: w.sent.Load(),
 		Delivered: w.delivered.Load(), Distinct: w.distinct.Load(), Dups: w.dups.Load(),
-		Acks: w.acks.Load(), Hist: h.toJSON()}
+		Acks: w.acks.Load(), Hist: h.toJSON(), Reconnects: w.reconnects.Load(), ReconnectErrs: w.reconnectErrs.Load(),
+		Skipped: w.skipped.Load(), Self: readSelf()}
 }
 
 func (w *worker) held() int64 {
@@ -254,6 +332,7 @@ type partResult struct {
 	Conns         int              `json:"conns"`
 	Disconnects   int              `json:"disconnects"`
 	DisconnectErr string           `json:"disconnect_error,omitempty"`
+	ReconnectErr  string           `json:"reconnect_error,omitempty"`
 	SendErrs      int64            `json:"send_errors"`
 	PubSent       map[int]int64    `json:"pub_sent"`
 	PubRecv       map[int]int64    `json:"pub_recv"`
@@ -280,7 +359,7 @@ func (w *worker) result(held int64) partResult {
 		SendErrs: w.sendErrs.Load(), PubSent: map[int]int64{}, PubRecv: map[int]int64{}, Errors: map[string]int64{},
 		AtEnd: w.atEnd, SendSeconds: w.sendEnd.Sub(w.start).Seconds(), CPUSeconds: cpuSeconds() - w.cpu0}
 	r.Held = held
-	r.Disconnects, r.DisconnectErr = w.disconnects, w.disconnectErr
+	r.Disconnects, r.DisconnectErr, r.ReconnectErr = w.disconnects, w.disconnectErr, w.reconnectErr
 	for k, v := range w.errCodes {
 		r.Errors[k] = v
 	}
@@ -311,9 +390,10 @@ func (w *worker) result(held int64) partResult {
 func (w *worker) close() {
 	w.closing.Store(true)
 	w.senders.Wait()
+	w.churner.Wait()
 	for _, c := range w.clients {
 		if c != nil {
-			_ = c.ws.Close()
+			c.closeWS()
 		}
 	}
 	w.readers.Wait()

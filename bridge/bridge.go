@@ -12,6 +12,13 @@
 // Request/reply with retry was chosen over JetStream because the durable
 // store already is Kafka: a second durable store in front of it would add a
 // disk write and a copy to every message for no stronger guarantee.
+//
+// While Kafka is down the producer holds what it was given. So that an
+// outage of any length holds a bounded amount of memory here, a bridge
+// keeps at most Config.MaxInflight messages in the producer and refuses
+// more at once ("durable log busy"; the gateway backs off and retries),
+// and it ignores a request for a message it already has in flight: the
+// reply to the first copy answers both.
 package bridge
 
 import (
@@ -59,7 +66,15 @@ type Config struct {
 	Durable func(natter.Message)
 	// Log receives the bridge's logs; nil means slog.Default().
 	Log *slog.Logger
+	// MaxInflight is the most messages handed to the producer and not
+	// yet answered; past it requests are refused at once. 0 means
+	// DefaultMaxInflight.
+	MaxInflight int
 }
+
+// DefaultMaxInflight is Config.MaxInflight's default: at the 4 KiB
+// largest body, about 100 MiB held while Kafka is down.
+const DefaultMaxInflight = 20000
 
 // Bridge is the NATS → Kafka durable hop.
 type Bridge struct {
@@ -68,6 +83,9 @@ type Bridge struct {
 	inflight sync.WaitGroup
 	metrics  *metrics
 	cids     *cidCache
+
+	mu     sync.Mutex
+	flying map[string]struct{} // ids handed to the producer, not yet answered
 }
 
 // New returns a bridge; Run starts it.
@@ -76,7 +94,11 @@ func New(cfg Config) *Bridge {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Bridge{cfg: cfg, log: log.With("role", "bridge"), metrics: newMetrics(), cids: newCIDCache(15*time.Minute, 1<<20)}
+	if cfg.MaxInflight <= 0 {
+		cfg.MaxInflight = DefaultMaxInflight
+	}
+	return &Bridge{cfg: cfg, log: log.With("role", "bridge"), metrics: newMetrics(), cids: newCIDCache(15*time.Minute, 1<<20),
+		flying: make(map[string]struct{})}
 }
 
 // Run serves durable requests until ctx is cancelled, then stops taking
@@ -131,10 +153,18 @@ func (b *Bridge) handle(m *nats.Msg) {
 			return
 		}
 	}
+	switch b.take(msg.ID) {
+	case repeat:
+		return // the copy in flight answers for both
+	case busy:
+		b.reply(m, Reply{ID: msg.ID, Error: "durable log busy"})
+		return
+	}
 	b.inflight.Add(1)
 	start := time.Now()
 	b.cfg.Producer.Produce(msg.Room, m.Data, time.UnixMilli(msg.TS), func(err error) {
 		defer b.inflight.Done()
+		b.release(msg.ID)
 		b.metrics.produceSeconds.Observe(time.Since(start).Seconds())
 		if err != nil {
 			b.metrics.produceErrors.Inc()
@@ -151,6 +181,38 @@ func (b *Bridge) handle(m *nats.Msg) {
 		}
 		b.reply(m, Reply{ID: msg.ID, OK: true})
 	})
+}
+
+type takeResult int
+
+const (
+	taken  takeResult = iota
+	repeat            // the id is in flight already
+	busy              // MaxInflight ids are in flight
+)
+
+// take records id as in flight, unless it is already or MaxInflight are.
+func (b *Bridge) take(id string) takeResult {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if _, ok := b.flying[id]; ok {
+		b.metrics.repeats.Inc()
+		return repeat
+	}
+	if len(b.flying) >= b.cfg.MaxInflight {
+		b.metrics.busy.Inc()
+		return busy
+	}
+	b.flying[id] = struct{}{}
+	b.metrics.inflight.Set(float64(len(b.flying)))
+	return taken
+}
+
+func (b *Bridge) release(id string) {
+	b.mu.Lock()
+	delete(b.flying, id)
+	b.metrics.inflight.Set(float64(len(b.flying)))
+	b.mu.Unlock()
 }
 
 func (b *Bridge) reply(m *nats.Msg, r Reply) {

@@ -3,162 +3,164 @@ package bridge
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"github.com/twmb/franz-go/pkg/kfake"
+	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/natter-chat/natter"
-	"github.com/natter-chat/natter/embedded"
+	"github.com/natter-chat/natter/kafka"
 )
 
-// heldProducer keeps each produce's callback for the test to complete:
-// a real Kafka cannot be made to fail one record on cue.
-type heldProducer struct {
-	mu    sync.Mutex
-	dones []func(error)
-}
-
-func (p *heldProducer) Produce(_ string, _ []byte, _ time.Time, done func(error)) {
-	p.mu.Lock()
-	p.dones = append(p.dones, done)
-	p.mu.Unlock()
-}
-
-func (p *heldProducer) next(t *testing.T) func(error) {
+// stuckKafka is a Kafka-protocol broker that holds every produce request
+// until release is called, as a broker that stopped answering does.
+func stuckKafka(t *testing.T, topic string) (brokers []string, release func()) {
 	t.Helper()
-	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-		p.mu.Lock()
-		if len(p.dones) > 0 {
-			d := p.dones[0]
-			p.dones = p.dones[1:]
-			p.mu.Unlock()
-			return d
-		}
-		p.mu.Unlock()
+	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, topic))
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("no produce call")
-	return nil
+	t.Cleanup(c.Close)
+	held := make(chan struct{})
+	c.ControlKey(int16(kmsg.Produce), func(kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		c.SleepControl(func() { <-held })
+		return nil, nil, false // then answer it as usual
+	})
+	return c.ListenAddrs(), func() { close(held) }
 }
 
-// TestDurableOnlyAfterKafkaAcknowledged checks that the bridge hands a
-// message on (to federation) only once Kafka acknowledged it, never after
-// a failed produce, and not again for a client's retry.
-func TestDurableOnlyAfterKafkaAcknowledged(t *testing.T) {
-	ns, err := embedded.StartNATS(embedded.NATSConfig{DontListen: true}, nil)
+// While Kafka holds what it was given, a bridge keeps at most MaxInflight
+// messages in the producer, refuses more at once, and does not produce a
+// message again that a gateway resent; once Kafka answers, each message
+// is acked once.
+func TestInflightIsBoundedAndResentMessagesAreNotProducedTwice(t *testing.T) {
+	brokers, release := stuckKafka(t, "log")
+	released := false
+	defer func() {
+		if !released {
+			release()
+		}
+	}()
+	prod, err := kafka.NewProducer(brokers, "log", "test")
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = ns.Close() })
-	nc, err := ns.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	prod := &heldProducer{}
-	durable := make(chan natter.Message, 10)
-	b := New(Config{NATS: nc, Producer: prod, Durable: func(m natter.Message) { durable <- m }})
+	nc := testNATS(t)
+	b := New(Config{NATS: nc, Producer: prod, MaxInflight: 10})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	defer func() { cancel(); <-done }()
-	// Wait until Run has subscribed: a malformed request gets an error
-	// reply from the bridge, and "no responders" before.
-	for i := 0; ; i++ {
-		if _, err := nc.Request(natter.SubjectDurable, []byte("{"), time.Second); !errors.Is(err, nats.ErrNoResponders) {
-			break
-		}
-		if i == 200 {
-			t.Fatal("the bridge did not subscribe")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	t.Cleanup(func() {
+		cancel()
+		<-done
+		_ = prod.Close()
+	})
 
-	gen := natter.NewIDGen(nil)
-	request := func(cid string) chan Reply {
-		m := natter.Message{ID: gen.Next().String(), Room: "lobby", User: "ann", Body: "hi", TS: time.Now().UnixMilli(), Region: "here", CID: cid}
-		data, _ := json.Marshal(m)
-		out := make(chan Reply, 1)
-		go func() {
-			r, err := nc.Request(natter.SubjectDurable, data, 10*time.Second)
-			var rep Reply
-			if err == nil {
-				err = json.Unmarshal(r.Data, &rep)
-			}
-			if err != nil {
-				rep.Error = err.Error()
-			}
-			out <- rep
-		}()
-		return out
+	replies := make(chan *nats.Msg, 64)
+	if _, err := nc.ChanSubscribe("gw.reply", replies); err != nil {
+		t.Fatal(err)
 	}
-	noDurable := func(when string) {
+	next := func() Reply {
 		t.Helper()
 		select {
-		case m := <-durable:
-			t.Fatalf("%s: handed on %s", when, m.ID)
-		case <-time.After(100 * time.Millisecond):
+		case m := <-replies:
+			var r Reply
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		case <-time.After(10 * time.Second):
+			t.Fatal("no reply")
+		}
+		return Reply{}
+	}
+	// The bridge answers a malformed request at once: then it listens.
+	// Before it subscribes, NATS answers "no responders" (a status
+	// message without data), which is not the bridge.
+	for {
+		if err := nc.PublishRequest(natter.SubjectDurable, "gw.reply", []byte("{}")); err != nil {
+			t.Fatal(err)
+		}
+		select {
+		case m := <-replies:
+			if len(m.Data) == 0 {
+				time.Sleep(10 * time.Millisecond)
+				continue
+			}
+		case <-time.After(50 * time.Millisecond):
+			continue
+		}
+		break
+	}
+	// A late answer to the probing (a "no responders", or the bridge's
+	// to a probe that seemed unanswered) may still be on its way.
+	time.Sleep(100 * time.Millisecond)
+	for drained := false; !drained; {
+		select {
+		case <-replies:
+		default:
+			drained = true
 		}
 	}
 
-	// A failed produce: an error reply, nothing handed on.
-	rep := request("c1")
-	fail := prod.next(t)
-	noDurable("before Kafka answered")
-	fail(errors.New("broker down"))
-	if r := <-rep; r.OK || r.Error == "" {
-		t.Fatalf("failed produce replied %+v", r)
+	g := natter.NewIDGen(nil)
+	var msgs [][]byte
+	var ids []string
+	for i := 0; i < 15; i++ {
+		id := g.Next()
+		data, _ := json.Marshal(natter.Message{ID: id.String(), Room: "r", User: "u", Body: "hi", TS: id.Time().UnixMilli()})
+		msgs, ids = append(msgs, data), append(ids, id.String())
 	}
-	noDurable("after a failed produce")
-
-	// The resend succeeds: handed on once, before the reply.
-	rep = request("c1")
-	prod.next(t)(nil)
-	r := <-rep
-	if !r.OK {
-		t.Fatalf("reply %+v", r)
-	}
-	select {
-	case m := <-durable:
-		if m.ID != r.ID || m.CID != "c1" {
-			t.Fatalf("handed on %+v, want id %s", m, r.ID)
+	send := func(data []byte) {
+		if err := nc.PublishRequest(natter.SubjectDurable, "gw.reply", data); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("an acknowledged message was not handed on")
+	}
+	for _, m := range msgs[:10] {
+		send(m)
+	}
+	for _, m := range msgs[:5] { // resent by the gateway while in flight
+		send(m)
+	}
+	for _, m := range msgs[10:] {
+		send(m)
+	}
+	for i := 10; i < 15; i++ {
+		if r := next(); r.OK || r.ID != ids[i] || r.Error != "durable log busy" {
+			t.Fatalf("reply %+v, want %s refused as busy", r, ids[i])
+		}
+	}
+	if n, rep := testutil.ToFloat64(b.metrics.inflight), testutil.ToFloat64(b.metrics.repeats); n != 10 || rep != 5 {
+		t.Fatalf("%v in flight, %v repeats; want 10 and 5", n, rep)
 	}
 
-	// A retry of the same cid through another gateway: answered with
-	// the first id from memory, not produced or handed on again.
-	if r2 := <-request("c1"); !r2.OK || r2.Canonical != r.ID {
-		t.Fatalf("retry replied %+v, want canonical %s", r2, r.ID)
-	}
-	noDurable("after a retry")
-}
-
-// TestForwardFederatesOnlyThisRegionsMessages checks that Forward queues
-// this region's message as a live msg frame and ignores other regions'.
-func TestForwardFederatesOnlyThisRegionsMessages(t *testing.T) {
-	f, _ := newTestFederation(t)
-	m := natter.Message{ID: natter.NewIDGen(nil).Next().String(), Room: "lobby", User: "ann", Body: "<b>hi</b>", TS: 1, Region: "here", CID: "c"}
-	f.Forward(natter.Message{ID: m.ID, Room: "lobby", Region: "elsewhere"})
-	f.Forward(m)
-	select {
-	case e := <-f.out:
-		var got struct {
-			Op, ID, Room, User, Body, Region, CID string
+	release()
+	released = true
+	acked := map[string]int{}
+	for i := 0; i < 10; i++ {
+		r := next()
+		if !r.OK {
+			t.Fatalf("reply %+v, want OK", r)
 		}
-		if err := json.Unmarshal(e.Data, &got); err != nil || e.Kind != "msg" || e.Room != "lobby" ||
-			got.Op != "msg" || got.ID != m.ID || got.Body != m.Body || got.Region != "here" || got.CID != "c" {
-			t.Fatalf("envelope %+v (%s), err %v", e, e.Data, err)
-		}
-	default:
-		t.Fatal("this region's message was not queued")
+		acked[r.ID]++
 	}
-	select {
-	case e := <-f.out:
-		t.Fatalf("queued a second envelope %s", e.Data)
-	default:
+	b.inflight.Wait()
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if len(replies) > 0 {
+		t.Errorf("%d more replies than messages", len(replies))
+	}
+	for _, id := range ids[:10] {
+		if acked[id] != 1 {
+			t.Errorf("%s acked %d times, want once", id, acked[id])
+		}
+	}
+	if n := testutil.ToFloat64(b.metrics.produced); n != 10 {
+		t.Errorf("%v produced, want 10", n)
 	}
 }

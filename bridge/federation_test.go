@@ -10,21 +10,11 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/natter-chat/natter"
-	"github.com/natter-chat/natter/embedded"
 )
 
 func newTestFederation(t *testing.T) (*Federation, *nats.Conn) {
 	t.Helper()
-	ns, err := embedded.StartNATS(embedded.NATSConfig{DontListen: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ns.Close() })
-	nc, err := ns.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := testNATS(t)
 	// Never dialled: these tests call the inbound path directly.
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	t.Cleanup(func() { _ = rdb.Close() })

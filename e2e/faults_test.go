@@ -37,22 +37,26 @@ type chatter struct {
 
 	mu       sync.Mutex
 	seq      int
-	outbox   map[string]outMsg // cid → message
-	acked    map[string]string // cid → id
-	got      map[string]bool   // ids received
-	dupConn  int               // an id delivered twice on one connection
+	outbox   map[string]outMsg    // cid → message
+	acked    map[string]string    // cid → id
+	got      map[string]bool      // ids received
+	gotBody  map[string]time.Time // bodies (each its cid) received, when first
+	refused  map[string]bool      // cids a send of which was refused with an error
+	errs     map[string]int       // error frames by code
+	dupConn  int                  // an id delivered twice on one connection
 	newestTS int64
 	sending  bool
 	conns    int
 }
 
 type outMsg struct {
-	room, body string
-	resendAt   time.Time
+	room, body       string
+	sentAt, resendAt time.Time
 }
 
 func newChatter(t *testing.T, name string, rooms []string, gws []*proc, start time.Time) *chatter {
-	return &chatter{t: t, name: name, rooms: rooms, gws: gws, start: start, outbox: map[string]outMsg{}, acked: map[string]string{}, got: map[string]bool{}, sending: true}
+	return &chatter{t: t, name: name, rooms: rooms, gws: gws, start: start, outbox: map[string]outMsg{}, acked: map[string]string{}, got: map[string]bool{},
+		gotBody: map[string]time.Time{}, refused: map[string]bool{}, errs: map[string]int{}, sending: true}
 }
 
 // run keeps the chatter connected and talking until ctx ends.
@@ -125,7 +129,7 @@ func (c *chatter) session(ctx context.Context, ws *websocket.Conn, every time.Du
 					c.seq++
 					cid := fmt.Sprintf("%s-%d", c.name, c.seq)
 					room := c.rooms[c.seq%len(c.rooms)]
-					c.outbox[cid] = outMsg{room: room, body: cid, resendAt: now.Add(5 * time.Second)}
+					c.outbox[cid] = outMsg{room: room, body: cid, sentAt: now, resendAt: now.Add(5 * time.Second)}
 					msgs = append(msgs, map[string]any{"op": "send", "room": room, "cid": cid, "body": cid})
 				}
 				// A message refused as unavailable is tried again later.
@@ -165,12 +169,20 @@ func (c *chatter) session(ctx context.Context, ws *websocket.Conn, every time.Du
 				}
 				onConn[f.ID] = true
 				c.got[f.ID] = true
+				if _, ok := c.gotBody[f.Body]; !ok {
+					c.gotBody[f.Body] = time.Now()
+				}
 				if f.TS > c.newestTS {
 					c.newestTS = f.TS
 				}
 			case "ack":
 				c.acked[f.CID] = f.ID
 				delete(c.outbox, f.CID)
+			case "error":
+				c.errs[f.Code]++
+				if _, ok := c.outbox[f.Ref]; ok {
+					c.refused[f.Ref] = true
+				}
 			}
 			c.mu.Unlock()
 		}

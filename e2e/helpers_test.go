@@ -117,6 +117,7 @@ func brokers() []broker {
 // proc is a running natter process.
 type proc struct {
 	t     testing.TB
+	bin   string // natterBin unless set
 	cmd   *exec.Cmd
 	addr  string
 	ready string
@@ -164,7 +165,13 @@ func startNatter(t testing.TB, args ...string) *proc {
 // and waits until ready answers 200.
 func startProc(t testing.TB, host, ready string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, addr: freeAddrOn(t, host), ready: ready, logs: &syncBuffer{}}
+	return startBin(t, natterBin, host, ready, args...)
+}
+
+// startBin is startProc with another natter binary.
+func startBin(t testing.TB, bin, host, ready string, args ...string) *proc {
+	t.Helper()
+	p := &proc{t: t, bin: bin, addr: freeAddrOn(t, host), ready: ready, logs: &syncBuffer{}}
 	p.launch(append(args, "--addr", p.addr))
 	t.Cleanup(func() {
 		p.stop()
@@ -178,7 +185,11 @@ func startProc(t testing.TB, host, ready string, args ...string) *proc {
 
 func (p *proc) launch(args []string) {
 	p.done = make(chan struct{})
-	p.cmd = exec.Command(natterBin, args...)
+	bin := p.bin
+	if bin == "" {
+		bin = natterBin
+	}
+	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = append(os.Environ(), "NATTER_LOG_LEVEL=info")
 	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
 	if err := p.cmd.Start(); err != nil {

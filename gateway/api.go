@@ -56,7 +56,18 @@ func writeErr(w http.ResponseWriter, status int, code protocol.Code, msg string)
 // readyz answers 200 when every dependency check passes, else 503 with
 // the failures.
 func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), time.Second)
+	ok, res := g.ready(r.Context())
+	status := http.StatusOK
+	if !ok {
+		status = http.StatusServiceUnavailable
+	}
+	writeJSON(w, status, res)
+}
+
+// ready runs every dependency check, each within a second, and reports
+// whether all passed, with each one's outcome ("ok" or its error).
+func (g *Gateway) ready(ctx context.Context) (bool, map[string]string) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
 	res := map[string]string{}
 	var mu sync.Mutex
@@ -90,11 +101,7 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 		}()
 	}
 	wg.Wait()
-	status := http.StatusOK
-	if !ok {
-		status = http.StatusServiceUnavailable
-	}
-	writeJSON(w, status, res)
+	return ok, res
 }
 
 type publishRequest struct {

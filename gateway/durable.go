@@ -26,6 +26,14 @@ const (
 	firstRetry = 2 * time.Second
 	maxRetry   = 10 * time.Second
 	cidTTL     = 15 * time.Minute
+	// After a failure reply the message is sent again after errRetry,
+	// doubling with each failure in a row up to maxRetry: soon after a
+	// hiccup, rarely during a long outage.
+	errRetry = 200 * time.Millisecond
+	// maxWaiters bounds the acks one pending message collects from
+	// clients' retries; the newest are kept (a retry usually comes from
+	// the client's newest connection).
+	maxWaiters = 8
 )
 
 // ackFunc is told the id and ts of a message once it is durable.
@@ -37,6 +45,7 @@ type pendingSend struct {
 	sent    time.Time // first send, for the ack latency metric
 	next    time.Time // next resend
 	backoff time.Duration
+	fails   int // failure replies in a row
 	waiters []ackFunc
 	done    chan struct{}
 	// liveAfter: publish live only once durable, and only if the bridge
@@ -113,8 +122,11 @@ func (d *durable) lookup(key string, ack ackFunc) bool {
 	var id string
 	var ts int64
 	if ok {
-		if e.p != nil {
-			e.p.waiters = append(e.p.waiters, ack)
+		if p := e.p; p != nil {
+			if len(p.waiters) >= maxWaiters {
+				p.waiters = append(p.waiters[:0], p.waiters[len(p.waiters)-maxWaiters+1:]...)
+			}
+			p.waiters = append(p.waiters, ack)
 		} else {
 			acked, id, ts = true, e.id, e.ts
 		}
@@ -175,10 +187,11 @@ func (d *durable) onReply(m *nats.Msg) {
 		return
 	}
 	if !r.OK {
-		// The bridge could not write to Kafka: retry soon, not at once.
-		p.next = time.Now().Add(200 * time.Millisecond)
+		// The bridge could not write to Kafka, or is full: retry soon,
+		// not at once, and less often the longer it lasts.
+		p.next = time.Now().Add(min(errRetry<<min(p.fails, 10), maxRetry))
+		p.fails++
 		d.mu.Unlock()
-		d.met.durableRetries.Inc()
 		return
 	}
 	delete(d.pending, r.ID)
@@ -236,19 +249,26 @@ func (d *durable) resend(now time.Time) {
 }
 
 // expireCIDs forgets cids older than cidTTL or beyond the cap. d.mu held.
+// A cid whose message is still pending is kept however old: a client's
+// retry must join it, not make a second message under another id (the
+// store would keep one of the two, and the client could be acked with the
+// other). Pending messages are bounded, so these are too.
 func (d *durable) expireCIDs(now time.Time) {
 	i := 0
+	var keep []cidRef
 	for ; i < len(d.cidOrder); i++ {
 		r := d.cidOrder[i]
-		if now.Sub(r.at) < cidTTL && len(d.cidOrder)-i <= d.maxCIDs {
+		if now.Sub(r.at) < cidTTL && len(d.cidOrder)-i+len(keep) <= d.maxCIDs {
 			break
 		}
-		// A still-pending entry is forgotten too: a retry after this long
-		// is caught by the store's unique (room, user, cid).
+		if e := d.byCID[r.key]; e != nil && e.p != nil {
+			keep = append(keep, r)
+			continue
+		}
 		delete(d.byCID, r.key)
 	}
 	if i > 0 {
-		d.cidOrder = append(d.cidOrder[:0], d.cidOrder[i:]...)
+		d.cidOrder = append(append(d.cidOrder[:0], d.cidOrder[i:]...), keep...)
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"strings"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -96,5 +97,88 @@ func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
 	// Later repeats are answered from the record at once.
 	if !d.lookup(cidKey(first.User, first.Room, first.CID), func(id string, ts int64) { acks <- id }) || <-acks != canonical {
 		t.Error("a repeat after the ack did not get the canonical id")
+	}
+}
+
+// Failure replies (Kafka down, bridge full) space the message's next send
+// out: 200 ms after the first, doubling up to 10 s, so a long outage is
+// not a storm of retries.
+func TestFailureRepliesBackOff(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
+		g := natter.NewIDGen(nil)
+		msg := testMsg(g, "hi")
+		p, err := d.reserve(msg, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fail, _ := json.Marshal(bridge.Reply{ID: msg.ID, Error: "durable log unavailable"})
+		want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond,
+			3200 * time.Millisecond, 6400 * time.Millisecond, maxRetry, maxRetry, maxRetry}
+		for i, w := range want {
+			d.onReply(&nats.Msg{Data: fail})
+			d.mu.Lock()
+			got := time.Until(p.next)
+			d.mu.Unlock()
+			if got != w {
+				t.Fatalf("after failure %d the next send is in %v, want %v", i+1, got, w)
+			}
+		}
+		if d.count() != 1 {
+			t.Fatalf("%d pending, want the message still pending", d.count())
+		}
+	})
+}
+
+// A client retrying a pending message again and again adds at most
+// maxWaiters acks to it, keeping the newest.
+func TestRetriesOfAPendingMessageKeepTheNewestWaiters(t *testing.T) {
+	d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
+	g := natter.NewIDGen(nil)
+	msg := testMsg(g, "hi")
+	var acked []int
+	ack := func(i int) ackFunc { return func(string, int64) { acked = append(acked, i) } }
+	if _, err := d.reserve(msg, ack(0), false); err != nil {
+		t.Fatal(err)
+	}
+	const retries = 1000
+	for i := 1; i <= retries; i++ {
+		if !d.lookup(cidKey(msg.User, msg.Room, msg.CID), ack(i)) {
+			t.Fatal("pending cid not found")
+		}
+	}
+	data, _ := json.Marshal(bridge.Reply{ID: msg.ID, OK: true})
+	d.onReply(&nats.Msg{Data: data})
+	if len(acked) != maxWaiters || acked[len(acked)-1] != retries || acked[0] != retries-maxWaiters+1 {
+		t.Fatalf("acked %v, want the newest %d of %d", acked, maxWaiters, retries+1)
+	}
+}
+
+// A pending message's cid is remembered however many messages came after
+// it, so that a client's retry joins it instead of making a second message
+// under another id.
+func TestPendingCIDsOutliveTheCap(t *testing.T) {
+	d := newDurable(nil, "gw", 4, 1<<20, slog.Default(), newMetrics()) // remembers 16 cids
+	g := natter.NewIDGen(nil)
+	first := testMsg(g, "first")
+	if _, err := d.reserve(first, nil, false); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		m := testMsg(g, "later")
+		if _, err := d.reserve(m, nil, false); err != nil {
+			t.Fatal(err)
+		}
+		ok, _ := json.Marshal(bridge.Reply{ID: m.ID, OK: true})
+		d.onReply(&nats.Msg{Data: ok})
+	}
+	d.mu.Lock()
+	n := len(d.byCID)
+	d.mu.Unlock()
+	if n > 4*4+1 {
+		t.Errorf("%d cids remembered, want at most the cap and the pending one", n)
+	}
+	if !d.lookup(cidKey(first.User, first.Room, first.CID), func(string, int64) {}) {
+		t.Fatal("the pending message's cid was forgotten")
 	}
 }

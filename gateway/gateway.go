@@ -214,14 +214,14 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	met, sec := newMetrics(), newSecMetrics()
-	for _, c := range append(met.all(), sec.all()...) {
-		if err := cfg.Registry.Register(c); err != nil {
-			return nil, fmt.Errorf("gateway: metrics: %w", err)
-		}
-	}
 	g := &Gateway{
 		cfg: cfg, log: log, met: met, ids: natter.NewIDGen(nil), adm: newAdmission(cfg.Limits), sec: sec,
 		durable: newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, cfg.Limits.MaxPendingBytes, log, met),
+	}
+	for _, c := range g.Collectors() {
+		if err := cfg.Registry.Register(c); err != nil {
+			return nil, fmt.Errorf("gateway: metrics: %w", err)
+		}
 	}
 	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.inflight, log, met)
 	g.framePool.New = func() any { b := make([]byte, 0, frameBufSize); return &b }
@@ -277,6 +277,12 @@ func (g *Gateway) closeAll() {
 
 // ID returns the gateway's id.
 func (g *Gateway) ID() string { return g.cfg.ID }
+
+// Collectors returns the gateway's metrics, which New registers with
+// Config.Registry.
+func (g *Gateway) Collectors() []prometheus.Collector {
+	return append(append(g.met.all(), g.sec.all()...), newReadyCollector(g))
+}
 
 // Handler returns the gateway's HTTP handler.
 func (g *Gateway) Handler() http.Handler { return g.mux }

@@ -2,7 +2,11 @@
 
 package gateway
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"context"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	connections    prometheus.Gauge
@@ -43,4 +47,40 @@ func newMetrics() *metrics {
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.rooms, m.pending, m.messagesIn, m.deliveries, m.frames, m.errors,
 		m.disconnects, m.durableRetries, m.ackSeconds, m.resumeSeconds, m.fanoutSeconds}
+}
+
+// readyCollector exports /readyz as metrics, running its checks at each
+// scrape: natter_ready is 1 when /readyz would answer 200, and
+// natter_ready_check{check} is 1 for each check that passes (nats, the
+// configured ones, and gateway, which fails while draining).
+type readyCollector struct {
+	g            *Gateway
+	ready, check *prometheus.Desc
+}
+
+func newReadyCollector(g *Gateway) *readyCollector {
+	return &readyCollector{g: g,
+		ready: prometheus.NewDesc("natter_ready", "1 when the gateway is ready (/readyz answers 200), checked at each scrape.", nil, nil),
+		check: prometheus.NewDesc("natter_ready_check", "1 when the readiness check passes, by check.", []string{"check"}, nil),
+	}
+}
+
+func (r *readyCollector) Describe(ch chan<- *prometheus.Desc) { ch <- r.ready; ch <- r.check }
+
+func (r *readyCollector) Collect(ch chan<- prometheus.Metric) {
+	ok, res := r.g.ready(context.Background())
+	ch <- prometheus.MustNewConstMetric(r.ready, prometheus.GaugeValue, b2f(ok))
+	if _, draining := res["gateway"]; !draining {
+		res["gateway"] = "ok"
+	}
+	for name, v := range res {
+		ch <- prometheus.MustNewConstMetric(r.check, prometheus.GaugeValue, b2f(v == "ok"), name)
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }

@@ -19,9 +19,9 @@ import (
 func (m *Main) runBench(ctx context.Context, args []string) error {
 	f := newFlags("natter bench", "natter bench: load-test gateways (or bench/cmpserver) and report throughput, latency, loss and memory", m.Stderr)
 	urls := f.String("url", "ws://127.0.0.1:8080/ws", "gateway WebSocket URLs, comma-separated (cross: publishers use the first)")
-	scenario := f.String("scenario", "fanout", "idle, fanout, rooms or cross")
+	scenario := f.String("scenario", "fanout", "idle, fanout, rooms, cross or soak")
 	conns := f.Int("conns", 1000, "connections")
-	roomSize := f.String("room-size", "", "members per room: a number, or a range like 2-50 (default 10; fanout: all connections in one room; cross: all in one room)")
+	roomSize := f.String("room-size", "", "members per room: a number, or a range like 2-50 (default 10; fanout: all connections in one room; cross: all in one room; soak: 2-10)")
 	publishers := f.Int("publishers", 0, "publishing members per room (default fanout/cross 10, rooms every member)")
 	rate := f.String("rate", "500", "publishes per second, in total")
 	duration := f.Duration("duration", 10*time.Second, "how long to publish, or to hold in idle")
@@ -34,6 +34,9 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 	serverPID := f.Int("server-pid", 0, "read the server's RSS and CPU from /proc/PID instead of /metrics")
 	asJSON := f.Bool("json", false, "print the report as JSON")
 	runID := f.String("run-id", "", "names the run's rooms and users (default random)")
+	churn := f.Float64("churn", 0, "soak: connections closed and reopened per second, each resuming its room (default conns/100, at least 1; negative: none)")
+	warmup := f.Duration("warmup", 0, "soak: time before the baseline is taken (default a fifth of --duration)")
+	maxGrowth := f.Float64("max-growth", 0, "soak: largest growth after warm-up of goroutines, live heap and RSS, as a fraction (default 0.05)")
 	worker := f.String("worker", "", "internal: run as worker i/n of a coordinating natter bench")
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
@@ -46,7 +49,7 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 		URLs: splitList(*urls), Scenario: *scenario, Conns: *conns, RoomSize: *roomSize, Publishers: *publishers,
 		Rate: r, Duration: *duration, BodyBytes: *bodyBytes, SourceAddrs: *sources, DialConcurrency: *dialConc,
 		Drain: *drain, Procs: *procs, MetricsURLs: splitList(*metricsURLs), ServerPID: *serverPID, RunID: *runID,
-		Progress: m.Stderr,
+		Progress: m.Stderr, Churn: *churn, Warmup: *warmup, MaxGrowth: *maxGrowth,
 	}
 	if *worker != "" {
 		i, n, ok := parseWorker(*worker)
@@ -74,9 +77,15 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 		return err
 	}
 	if *asJSON {
-		return rep.WriteJSON(m.Stdout)
+		if err := rep.WriteJSON(m.Stdout); err != nil {
+			return err
+		}
+	} else {
+		rep.WriteText(m.Stdout)
 	}
-	rep.WriteText(m.Stdout)
+	if rep.Soak != nil && len(rep.Soak.Failures) > 0 {
+		return fmt.Errorf("soak failed: %s", strings.Join(rep.Soak.Failures, "; "))
+	}
 	return nil
 }
 

@@ -32,6 +32,7 @@ type securityFlags struct {
 
 	maxFrameBytes, maxRoomsPerConn, maxConnsPerIP, maxConnsPerUser *int
 	burstPerConn, burstPerUser, maxHistoryPage, sendQueueBytes     *int
+	maxPending, maxPendingBytes                                    *int
 	ratePerConn, ratePerUser                                       *float64
 	handshakeTimeout, idleTimeout                                  *time.Duration
 
@@ -67,6 +68,8 @@ func addSecurityFlags(f *flags) *securityFlags {
 	s.burstPerUser = f.Int("burst-per-user", d.BurstPerUser, "burst allowed above --rate-per-user")
 	s.maxHistoryPage = f.Int("max-history-page", d.HistoryPage, "largest history page (limit) a client may ask for")
 	s.sendQueueBytes = f.Int("send-queue-bytes", d.QueueBytes, "bytes queued to a connection before it is closed as a slow consumer")
+	s.maxPending = f.Int("max-pending", d.MaxPending, "messages sent live but not yet in Kafka before further sends are refused with unavailable")
+	s.maxPendingBytes = f.Int("max-pending-bytes", d.MaxPendingBytes, "bytes of those messages before further sends are refused with unavailable")
 	s.handshakeTimeout = f.Duration("handshake-timeout", d.HandshakeTimeout, "time to send the HTTP headers, and from WebSocket open to a successful connect")
 	s.idleTimeout = f.Duration("idle-timeout", d.IdleTimeout, "a connection silent this long (not even a pong) is closed")
 	return s
@@ -155,7 +158,7 @@ func (s *securityFlags) resolve(f *flags, open *bool, log *slog.Logger) error {
 	}
 	for name, v := range map[string]int{"--max-frame-bytes": *s.maxFrameBytes, "--max-rooms-per-conn": *s.maxRoomsPerConn,
 		"--burst-per-conn": *s.burstPerConn, "--burst-per-user": *s.burstPerUser, "--max-history-page": *s.maxHistoryPage,
-		"--send-queue-bytes": *s.sendQueueBytes} {
+		"--send-queue-bytes": *s.sendQueueBytes, "--max-pending": *s.maxPending, "--max-pending-bytes": *s.maxPendingBytes} {
 		if v < 1 {
 			errs = append(errs, fmt.Errorf("%s must be positive", name))
 		}
@@ -172,6 +175,7 @@ func (s *securityFlags) resolve(f *flags, open *bool, log *slog.Logger) error {
 	s.limits = gateway.Limits{
 		FrameBytes: *s.maxFrameBytes, RoomsPerConn: *s.maxRoomsPerConn, HistoryPage: *s.maxHistoryPage,
 		QueueBytes: *s.sendQueueBytes, IdleTimeout: *s.idleTimeout, HandshakeTimeout: *s.handshakeTimeout,
+		MaxPending: *s.maxPending, MaxPendingBytes: *s.maxPendingBytes,
 		ConnsPerIP: offIfZero(*s.maxConnsPerIP), ConnsPerUser: offIfZero(*s.maxConnsPerUser),
 		RatePerConn: offIfZero(*s.ratePerConn), BurstPerConn: *s.burstPerConn,
 		RatePerUser: offIfZero(*s.ratePerUser), BurstPerUser: *s.burstPerUser,

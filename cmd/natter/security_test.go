@@ -78,6 +78,8 @@ func TestSecurityFlagsRefuseBadValues(t *testing.T) {
 		{[]string{"--open", "--max-frame-bytes", "0"}, "--max-frame-bytes"},
 		{[]string{"--open", "--max-frame-bytes", "2000000"}, "at most"},
 		{[]string{"--open", "--handshake-timeout", "0s"}, "--handshake-timeout"},
+		{[]string{"--open", "--max-pending", "0"}, "--max-pending"},
+		{[]string{"--open", "--max-pending-bytes", "-5"}, "--max-pending-bytes"},
 	} {
 		if _, _, err := resolveWith(t, false, tc.args, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%v: err = %v, want one containing %q", tc.args, err, tc.want)
@@ -96,6 +98,16 @@ func TestZeroFlagTurnsALimitOff(t *testing.T) {
 	}
 	if len(s.security.AllowedOrigins) != 2 || len(s.security.TrustedProxies) != 2 || s.security.TrustedProxies[1].Bits() != 32 {
 		t.Errorf("security %+v", s.security)
+	}
+}
+
+func TestPendingBoundFlags(t *testing.T) {
+	s, _, err := resolveWith(t, false, []string{"--open", "--max-pending", "300"}, map[string]string{"NATTER_MAX_PENDING_BYTES": "65536"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.limits.MaxPending != 300 || s.limits.MaxPendingBytes != 65536 {
+		t.Errorf("limits %+v", s.limits)
 	}
 }
 

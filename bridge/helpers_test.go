@@ -1,0 +1,26 @@
+package bridge
+
+import (
+	"testing"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter/embedded"
+)
+
+// testNATS is a client of an in-process NATS server that listens on no
+// port; both end with the test.
+func testNATS(t *testing.T) *nats.Conn {
+	t.Helper()
+	ns, err := embedded.StartNATS(embedded.NATSConfig{DontListen: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	nc, err := ns.Connect("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
