@@ -12,6 +12,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kmsg"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/embedded/natstest"
 	"github.com/natter-chat/natter/kafka"
 )
 
@@ -49,7 +50,7 @@ func TestInflightIsBoundedAndResentMessagesAreNotProducedTwice(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc := testNATS(t)
+	nc := natstest.Conn(t)
 	b := New(Config{NATS: nc, Producer: prod, MaxInflight: 10})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

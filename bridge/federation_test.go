@@ -10,11 +10,12 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/embedded/natstest"
 )
 
 func newTestFederation(t *testing.T) (*Federation, *nats.Conn) {
 	t.Helper()
-	nc := testNATS(t)
+	nc := natstest.Conn(t)
 	// Never dialled: these tests call the inbound path directly.
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	t.Cleanup(func() { _ = rdb.Close() })

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/embedded/natstest"
 )
 
 // heldProducer keeps each produce's callback for the test to complete:
@@ -46,7 +47,7 @@ func (p *heldProducer) next(t *testing.T) func(error) {
 // message on (to federation) only once Kafka acknowledged it, never after
 // a failed produce, and not again for a client's retry.
 func TestDurableOnlyAfterKafkaAcknowledged(t *testing.T) {
-	nc := testNATS(t)
+	nc := natstest.Conn(t)
 	prod := &heldProducer{}
 	durable := make(chan natter.Message, 10)
 	b := New(Config{NATS: nc, Producer: prod, Durable: func(m natter.Message) { durable <- m }})

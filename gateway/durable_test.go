@@ -13,23 +13,8 @@ import (
 
 	"github.com/natter-chat/natter"
 	"github.com/natter-chat/natter/bridge"
-	"github.com/natter-chat/natter/embedded"
+	"github.com/natter-chat/natter/embedded/natstest"
 )
-
-func testNATS(t *testing.T) *nats.Conn {
-	t.Helper()
-	ns, err := embedded.StartNATS(embedded.NATSConfig{DontListen: true}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = ns.Close() })
-	nc, err := ns.Connect("test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return nc
-}
 
 func testMsg(g *natter.IDGen, body string) natter.Message {
 	id := g.Next()
@@ -39,7 +24,7 @@ func testMsg(g *natter.IDGen, body string) natter.Message {
 // With no bridge answering, pending messages are bounded by count and by
 // bytes: past either, sends are refused (the client keeps its outbox).
 func TestPendingIsBoundedByCountAndBytes(t *testing.T) {
-	nc := testNATS(t)
+	nc := natstest.Conn(t)
 	g := natter.NewIDGen(nil)
 	byCount := newDurable(nc, "gw", 10, 1<<20, slog.Default(), newMetrics())
 	for i := 0; i < 10; i++ {
@@ -66,7 +51,7 @@ func TestPendingIsBoundedByCountAndBytes(t *testing.T) {
 // A bridge's reply acks every waiter of the message once, with the
 // canonical id when the bridge found an earlier write of the same cid.
 func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
-	nc := testNATS(t)
+	nc := natstest.Conn(t)
 	d := newDurable(nc, "gw", 100, 1<<20, slog.Default(), newMetrics())
 	g := natter.NewIDGen(nil)
 	first := testMsg(g, "hi")

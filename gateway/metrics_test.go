@@ -9,6 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/embedded/natstest"
 	"github.com/natter-chat/natter/postgres"
 )
 
@@ -23,7 +24,7 @@ func (noLog) Mark(context.Context, string, natter.ID) (LogTail, error) {
 func TestReadinessMetricsFollowTheChecks(t *testing.T) {
 	kafkaErr := errors.New("kafka: no brokers")
 	var kafkaDown bool
-	g, err := New(Config{NATS: testNATS(t), History: (*postgres.Store)(nil), DurableLog: noLog{}, Open: true,
+	g, err := New(Config{NATS: natstest.Conn(t), History: (*postgres.Store)(nil), DurableLog: noLog{}, Open: true,
 		Checks: map[string]func(context.Context) error{
 			"postgres": func(context.Context) error { return nil },
 			"kafka": func(context.Context) error {

@@ -1,4 +1,5 @@
-package bridge
+// Package natstest gives tests a client of an in-process NATS server.
+package natstest
 
 import (
 	"testing"
@@ -8,9 +9,9 @@ import (
 	"github.com/natter-chat/natter/embedded"
 )
 
-// testNATS is a client of an in-process NATS server that listens on no
-// port; both end with the test.
-func testNATS(t *testing.T) *nats.Conn {
+// Conn starts an in-process NATS server that listens on no port and
+// returns a client of it; both end with the test.
+func Conn(t testing.TB) *nats.Conn {
 	t.Helper()
 	ns, err := embedded.StartNATS(embedded.NATSConfig{DontListen: true}, nil)
 	if err != nil {
