@@ -109,7 +109,9 @@ func (w *worker) open(ctx context.Context, i int) {
 		w.mu.Unlock()
 		return
 	}
+	w.mu.Lock() // held() reads the slots while connections open
 	w.clients[i-w.lo] = c
+	w.mu.Unlock()
 	w.connected.Add(1)
 	c.startReader()
 }
@@ -318,6 +320,8 @@ func (w *worker) snapshot() snapshot {
 
 func (w *worker) held() int64 {
 	var n int64
+	w.mu.Lock()
+	defer w.mu.Unlock()
 	for _, c := range w.clients {
 		if c != nil && c.alive.Load() {
 			n++
