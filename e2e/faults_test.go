@@ -7,6 +7,7 @@ package e2e
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
@@ -150,9 +151,22 @@ func (c *chatter) session(ctx context.Context, ws *websocket.Conn, every time.Du
 			}
 		}
 	}()
+	// A member gives up on a connection only when the gateway goes
+	// silent: no frame and no ping for longer than its ping interval
+	// (30 s). An idle member must not reconnect, for a reconnect resumes
+	// and would hide what live delivery missed.
+	const silence = 75 * time.Second
+	ws.SetPingHandler(func(data string) error {
+		_ = ws.SetReadDeadline(time.Now().Add(silence))
+		err := ws.WriteControl(websocket.PongMessage, []byte(data), time.Now().Add(5*time.Second))
+		if errors.Is(err, websocket.ErrCloseSent) {
+			return nil
+		}
+		return err
+	})
 	onConn := map[string]bool{}
 	for {
-		_ = ws.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_ = ws.SetReadDeadline(time.Now().Add(silence))
 		_, data, err := ws.ReadMessage()
 		if err != nil {
 			return
@@ -190,6 +204,17 @@ func (c *chatter) session(ctx context.Context, ws *websocket.Conn, every time.Du
 			c.mu.Unlock()
 		}
 	}
+}
+
+// conns counts the connections the run's members have opened.
+func (fr *faultRun) conns() int {
+	n := 0
+	for _, c := range fr.chatters {
+		c.mu.Lock()
+		n += c.conns
+		c.mu.Unlock()
+	}
+	return n
 }
 
 func (c *chatter) stopSending() {
@@ -377,7 +402,7 @@ func TestFaults(t *testing.T) {
 			_ = p.cmd.Process.Signal(syscall.SIGCONT)
 		}
 	}
-	link := func(px *proxy, breakIt func(), d time.Duration) func(t *testing.T) {
+	link := func(px interface{ Heal(); Restore() }, breakIt func(), d time.Duration) func(t *testing.T) {
 		return func(t *testing.T) {
 			breakIt()
 			time.Sleep(d) // the fault's duration
@@ -393,6 +418,11 @@ func TestFaults(t *testing.T) {
 			services(t, "start")
 		}
 	}
+	// Only these faults break members' connections; under every other
+	// one each member must stay on its connection throughout, so what it
+	// receives came live or from the gateway's own repair, not from the
+	// resume of a reconnect.
+	reconnects := map[string]bool{"kill gateway": true, "rolling restart of a gateway": true}
 	faults := []fault{
 		{"kill gateway", func(t *testing.T) {
 			g := top.gateways[0][0]
@@ -424,6 +454,12 @@ func TestFaults(t *testing.T) {
 		{"cut bridge-redis", link(top.redis[0], top.redis[0].Cut, 10*time.Second)},
 		{"delay bridge-redis 200ms", link(top.redis[1], top.redis[1].Delay, 10*time.Second)},
 		{"blackhole bridge-redis", link(top.redis[0], top.redis[0].Blackhole, 10*time.Second)},
+		{"cut gateway NATS route", link(top.routes[0], top.routes[0].Cut, 10*time.Second)},
+		{"delay gateway NATS route 200ms", link(top.routes[0], top.routes[0].Delay, 10*time.Second)},
+		{"blackhole gateway NATS route", link(top.routes[0], top.routes[0].Blackhole, 10*time.Second)},
+		{"cut bridge-kafka", link(top.kafka, top.kafka.Cut, 10*time.Second)},
+		{"delay bridge-kafka 200ms", link(top.kafka, top.kafka.Delay, 10*time.Second)},
+		{"blackhole bridge-kafka", link(top.kafka, top.kafka.Blackhole, 10*time.Second)},
 		{"cut persister-postgres", link(top.pg, top.pg.Cut, 10*time.Second)},
 		{"delay persister-postgres 200ms", link(top.pg, top.pg.Delay, 10*time.Second)},
 		{"blackhole persister-postgres", link(top.pg, top.pg.Blackhole, 10*time.Second)},
@@ -436,19 +472,38 @@ func TestFaults(t *testing.T) {
 			for _, c := range fr.chatters {
 				waitFor(t, func() bool { c.mu.Lock(); defer c.mu.Unlock(); return len(c.acked) >= 10 })
 			}
+			conns, resynced := fr.conns(), top.resynced(t)
 			f.inject(t)
 			took := fr.finish(t, rooms)
+			if after := fr.conns(); !reconnects[f.name] && after != conns {
+				t.Errorf("members reconnected %d times under a fault that leaves gateways alone", after-conns)
+			}
 			n := 0
 			for _, c := range fr.chatters {
 				n += len(c.acked)
 			}
-			report = append(report, fmt.Sprintf("%-32s acked %5d  in PostgreSQL %5d  duplicates 0  recovered in %v", f.name, n, n, took.Round(100*time.Millisecond)))
+			// Messages the gateways' resync after a NATS link gap
+			// delivered (a restarted gateway's count starts again).
+			rs := "-"
+			if !reconnects[f.name] {
+				rs = fmt.Sprint(top.resynced(t) - resynced)
+			}
+			report = append(report, fmt.Sprintf("%-32s acked %5d  in PostgreSQL %5d  duplicates 0  resynced %4s  recovered in %v", f.name, n, n, rs, took.Round(100*time.Millisecond)))
 		})
 		if !ok {
 			break // the topology may be broken; later faults would only repeat it
 		}
 	}
 	t.Logf("fault table:\n%s", strings.Join(report, "\n"))
+}
+
+// resynced sums the messages every gateway delivered by resync.
+func (top *topology) resynced(t *testing.T) int {
+	n := 0.0
+	for _, p := range top.all() {
+		n += metrics(t, p)["natter_resync_delivered_total"]
+	}
+	return int(n)
 }
 
 func waitFor(t *testing.T, cond func() bool) {

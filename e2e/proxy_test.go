@@ -30,6 +30,39 @@ const (
 	modeBlackhole
 )
 
+// proxies act on several proxies at once: the links of one component.
+type proxies []*proxy
+
+func (ps proxies) Cut() {
+	for _, p := range ps {
+		p.Cut()
+	}
+}
+
+func (ps proxies) Delay() {
+	for _, p := range ps {
+		p.Delay()
+	}
+}
+
+func (ps proxies) Blackhole() {
+	for _, p := range ps {
+		p.Blackhole()
+	}
+}
+
+func (ps proxies) Heal() {
+	for _, p := range ps {
+		p.Heal()
+	}
+}
+
+func (ps proxies) Restore() {
+	for _, p := range ps {
+		p.Restore()
+	}
+}
+
 // Delay adds 200 ms to every chunk in both directions.
 func (p *proxy) Delay() { p.mode.Store(modeDelay) }
 
@@ -39,12 +72,19 @@ func (p *proxy) Blackhole() { p.mode.Store(modeBlackhole) }
 // Heal forwards normally again.
 func (p *proxy) Heal() { p.mode.Store(modeNormal) }
 
-// startProxy forwards a loopback port to target until the test ends.
+// startProxy forwards a free loopback port to target until the test ends.
 func startProxy(t testing.TB, target string) *proxy {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return startProxyOn(t, "127.0.0.1:0", target)
+}
+
+// startProxyOn forwards addr to target until the test ends: for a proxy
+// whose address a service advertises, and so must be known in advance.
+func startProxyOn(t testing.TB, addr, target string) *proxy {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("proxy on %s: %v", addr, err)
 	}
 	p := &proxy{ln: ln, target: target, conns: map[net.Conn]struct{}{}}
 	p.wg.Add(1)

@@ -18,6 +18,8 @@ type topology struct {
 	gateways  [][]*proc // [region][gateway]
 	bridges   []*proc
 	redis     []*proxy // each bridge's Redis link
+	routes    []proxies // each region's NATS routes, a proxy in front of each gateway's route port
+	kafka     *proxy    // region0's bridge's Kafka link
 	persister *proc
 	pg        *proxy // the persister's PostgreSQL link
 	common    []string
@@ -37,22 +39,30 @@ func startRegions(t *testing.T, regions, gateways int) *topology {
 	for r := 0; r < regions; r++ {
 		region := fmt.Sprintf("region%d", r)
 		var clusterAddrs, natsURLs []string
+		var routeProxies proxies
 		hosts := make([]string, gateways)
 		for g := 0; g < gateways; g++ {
 			hosts[g] = fmt.Sprintf("127.0.0.%d", host)
 			host++
 			clusterAddrs = append(clusterAddrs, freeAddrOn(t, hosts[g]))
+			// The region reaches each route port only through a proxy
+			// (advertised, so NATS's gossip does not bypass it).
+			routeProxies = append(routeProxies, startProxy(t, clusterAddrs[g]))
 		}
+		top.routes = append(top.routes, routeProxies)
 		var gws []*proc
 		for g := 0; g < gateways; g++ {
 			natsAddr := freeAddrOn(t, hosts[g])
 			natsURLs = append(natsURLs, "nats://"+natsAddr)
 			var routes []string
-			for _, a := range clusterAddrs {
-				routes = append(routes, "nats://"+a)
+			for i, px := range routeProxies {
+				if i != g {
+					routes = append(routes, "nats://"+px.Addr())
+				}
 			}
 			args := append([]string{"gateway", "--open", "--id", fmt.Sprintf("%s-gw%d", region, g), "--region", region,
-				"--nats-addr", natsAddr, "--nats-cluster-addr", clusterAddrs[g], "--nats-routes", strings.Join(routes, ","),
+				"--nats-addr", natsAddr, "--nats-cluster-addr", clusterAddrs[g], "--nats-cluster-advertise", routeProxies[g].Addr(),
+				"--nats-routes", strings.Join(routes, ","),
 				"--database-url", top.db, "--presence-interval", "1s", "--rate-per-conn", "0", "--rate-per-user", "0"}, top.common...)
 			gws = append(gws, startProc(t, hosts[g], "/readyz", args...))
 		}
@@ -61,6 +71,12 @@ func startRegions(t *testing.T, regions, gateways int) *topology {
 		top.redis = append(top.redis, px)
 		args := append([]string{"bridge", "--nats-url", strings.Join(natsURLs, ","), "--region", region,
 			"--redis-url", "redis://" + px.Addr() + "/0", "--repair-delay", "1s"}, top.common[:4]...)
+		if r == 0 {
+			// region0's bridge reaches Kafka only through a proxy: the
+			// broker's second listener advertises the proxy's address.
+			top.kafka = startProxyOn(t, service(t, "NATTER_TEST_KAFKA_VIA_PROXY"), service(t, "NATTER_TEST_KAFKA_PROXIED"))
+			args[len(args)-3] = top.kafka.Addr() // --kafka-brokers
+		}
 		top.bridges = append(top.bridges, startProc(t, "127.0.0.1", "/healthz", args...))
 	}
 	pgHost := strings.SplitN(strings.SplitN(top.db, "@", 2)[1], "/", 2)

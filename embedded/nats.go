@@ -9,13 +9,22 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+)
+
+// routePingInterval and routeMaxPingsOut: a route unanswered for about
+// three intervals is closed.
+const (
+	routePingInterval = 2 * time.Second
+	routeMaxPingsOut  = 3
 )
 
 // natsReadyTimeout bounds how long StartNATS waits for the listeners.
@@ -47,6 +56,11 @@ type NATSConfig struct {
 	// ClusterPort is the route listener's port. 0 picks a free port;
 	// ClusterURL says which.
 	ClusterPort int
+	// ClusterAdvertise is the route address ("host:port") this node
+	// gives the others, for when they must reach it through another
+	// address than ClusterHost:ClusterPort (NAT, a proxy, a load
+	// balancer). Empty advertises the listener's own address.
+	ClusterAdvertise string
 	// Routes are the route URLs of other nodes, e.g.
 	// "nats://10.0.0.2:6222". A node may list itself: nats-server skips it,
 	// so every node of a region can be given the same list.
@@ -161,6 +175,35 @@ func (n *NATS) ClusterURL() string {
 // the cluster.
 func (n *NATS) Routes() int { return n.srv.NumRoutes() }
 
+// Link is one connection of this server to another NATS server: a route
+// or a leaf-node connection.
+type Link struct {
+	// ID names the connection uniquely for the server's lifetime:
+	// "route:<rid>" or "leaf:<cid>".
+	ID string
+	// Remote names the server at the other end (its name, else its ID).
+	Remote string
+	// InBytes counts the bytes received on the connection so far.
+	InBytes int64
+}
+
+// Links lists the server's route and leaf-node connections. A pooled
+// route to one server shows as several links.
+func (n *NATS) Links() []Link {
+	var out []Link
+	if rz, err := n.srv.Routez(nil); err == nil {
+		for _, r := range rz.Routes {
+			out = append(out, Link{ID: "route:" + strconv.FormatUint(r.Rid, 10), Remote: orDefault(r.RemoteName, r.RemoteID), InBytes: r.InBytes})
+		}
+	}
+	if lz, err := n.srv.Leafz(nil); err == nil {
+		for _, l := range lz.Leafs {
+			out = append(out, Link{ID: "leaf:" + strconv.FormatUint(l.ID, 10), Remote: l.Name, InBytes: l.InBytes})
+		}
+	}
+	return out
+}
+
 // LeafNodes returns the number of leaf-node connections.
 func (n *NATS) LeafNodes() int { return n.srv.NumLeafNodes() }
 
@@ -213,6 +256,19 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 	opts.Cluster.Name = cfg.ClusterName
 	opts.Cluster.Host = orDefault(cfg.ClusterHost, "127.0.0.1")
 	opts.Cluster.Port = randomIfZero(cfg.ClusterPort)
+	// Routes ping often, so a route that went silent (a black-holed
+	// network) is closed within seconds rather than minutes, and a live
+	// one shows incoming bytes at least every interval: the gateway's
+	// resync after a broken link (gateway/resync.go) relies on both.
+	opts.Cluster.PingInterval = routePingInterval
+	opts.Cluster.MaxPingsOut = routeMaxPingsOut
+	if cfg.ClusterAdvertise != "" {
+		_, port, err := net.SplitHostPort(cfg.ClusterAdvertise)
+		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("nats: cluster advertise %q is not host:port", cfg.ClusterAdvertise)
+		}
+		opts.Cluster.Advertise = cfg.ClusterAdvertise
+	}
 	for _, r := range cfg.Routes {
 		u, err := url.Parse(r)
 		if err != nil || u.Scheme != "nats" || u.Port() == "" {

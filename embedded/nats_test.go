@@ -110,6 +110,42 @@ func TestNATSRouteClusterDeliversAcrossNodes(t *testing.T) {
 	}
 }
 
+// Links names the server at the other end of each route, counts what
+// came in on it, and drops a route when its server goes.
+func TestNATSLinksFollowTheRoutes(t *testing.T) {
+	a := startNATS(t, NATSConfig{ServerName: "a", ClusterName: "natter-test", ClusterAdvertise: "127.0.0.1:1"})
+	b := startNATS(t, NATSConfig{ServerName: "b", ClusterName: "natter-test", Routes: []string{a.ClusterURL()}})
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		la, lb := a.Links(), b.Links()
+		if len(la) == 0 || len(lb) == 0 {
+			return fmt.Errorf("links: a=%v b=%v", la, lb)
+		}
+		in := int64(0)
+		for _, l := range la {
+			if l.Remote != "b" || !strings.HasPrefix(l.ID, "route:") {
+				return fmt.Errorf("a's link %+v: want a route to b", l)
+			}
+			in += l.InBytes
+		}
+		if in == 0 {
+			return fmt.Errorf("a's links %v: no bytes in", la)
+		}
+		for _, l := range lb {
+			if l.Remote != "a" {
+				return fmt.Errorf("b's link %+v: want a route to a", l)
+			}
+		}
+		return nil
+	})
+	b.Close()
+	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
+		if la := a.Links(); len(la) != 0 {
+			return fmt.Errorf("a still lists %v after b closed", la)
+		}
+		return nil
+	})
+}
+
 func TestNATSRejectsConfigsItCannotRun(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -119,6 +155,7 @@ func TestNATSRejectsConfigsItCannotRun(t *testing.T) {
 		{"cluster without client listener", NATSConfig{DontListen: true, ClusterName: "c"}, "DontListen must be false"},
 		{"routes without cluster name", NATSConfig{Routes: []string{"nats://127.0.0.1:6222"}}, "need ClusterName"},
 		{"route that is not a URL", NATSConfig{ClusterName: "c", Routes: []string{"127.0.0.1:6222"}}, "not a nats://host:port URL"},
+		{"advertise that is not host:port", NATSConfig{ClusterName: "c", ClusterAdvertise: "nats://proxy"}, "not host:port"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			n, err := StartNATS(tc.cfg, testLogger(t))

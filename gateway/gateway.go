@@ -149,6 +149,11 @@ type Config struct {
 	// in its rooms (5s); a gateway silent for three intervals is taken to
 	// be gone and its members leave.
 	PresenceInterval time.Duration
+	// Links lists the embedded NATS server's links to the region's other
+	// servers. When set, the gateway watches them and, after one breaks,
+	// resyncs its rooms from the durable log (resync.go). Nil: the NATS
+	// server has no links (one process) or is not the gateway's to watch.
+	Links func() []Link
 	// Log receives the gateway's logs; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -300,6 +305,13 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	go func() { durDone <- g.durable.run(durCtx) }()
 	hubDone := make(chan struct{})
 	go func() { defer close(hubDone); g.hub.run(durCtx) }()
+	watchDone := make(chan struct{})
+	if g.cfg.Links != nil {
+		w := newLinkWatch(g, g.cfg.Links)
+		go func() { defer close(watchDone); w.run(durCtx) }()
+	} else {
+		close(watchDone)
+	}
 	srv := &http.Server{Handler: g.mux, ReadHeaderTimeout: g.cfg.Limits.HandshakeTimeout}
 	srvDone := make(chan error, 1)
 	go func() { srvDone <- srv.Serve(ln) }()
@@ -331,6 +343,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	stopDurable()
 	<-durDone
 	<-hubDone
+	<-watchDone
 	g.log.Info("gateway stopped")
 	return err
 }
@@ -411,17 +424,29 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 	return nil
 }
 
+// inflightOf is durable.inflight(room) when own is set.
+func (g *Gateway) inflightOf(room string, own bool) []chan struct{} {
+	if !own {
+		return nil
+	}
+	return g.durable.inflight(room)
+}
+
 // resume returns room's messages after since: from the store, then from
 // the log what the store may lack, merged by id.
-func (g *Gateway) resume(ctx context.Context, room string, since natter.ID) ([]natter.Message, bool, error) {
+// With own, it first waits for this gateway's messages in room that are
+// not yet durable; a resync, whose rooms had them live, does not.
+func (g *Gateway) resume(ctx context.Context, room string, since natter.ID, own bool) ([]natter.Message, bool, error) {
 	start := time.Now()
-	defer func() { g.met.resumeSeconds.Observe(time.Since(start).Seconds()) }()
+	if own {
+		defer func() { g.met.resumeSeconds.Observe(time.Since(start).Seconds()) }()
+	}
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	// Messages this gateway published live before the caller's room
 	// subscription existed may still be on their way to the log; wait for
 	// them so the log read below sees them.
-	for _, done := range g.durable.inflight(room) {
+	for _, done := range g.inflightOf(room, own) {
 		select {
 		case <-done:
 		case <-ctx.Done():

@@ -12,6 +12,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -58,6 +59,7 @@ type room struct {
 	dmu    sync.Mutex
 	recent map[string]struct{}
 	ring   []seenID
+	keep   *atomic.Int64 // the hub's retainFrom
 }
 
 type seenID struct {
@@ -75,8 +77,11 @@ func (r *room) seen(id string, now time.Time) bool {
 	if r.recent == nil {
 		r.recent = make(map[string]struct{}, 64)
 	}
+	// While a NATS link gap is open, ids delivered since it began are
+	// kept: the resync after it must not deliver them again.
+	keep := r.keep.Load()
 	i := 0
-	for ; i < len(r.ring) && now.Sub(r.ring[i].at) > dedupWindow; i++ {
+	for ; i < len(r.ring) && now.Sub(r.ring[i].at) > dedupWindow && (keep == 0 || r.ring[i].at.UnixNano() < keep); i++ {
 		delete(r.recent, r.ring[i].id)
 	}
 	if i > 0 {
@@ -103,6 +108,11 @@ type hub struct {
 
 	mu    sync.Mutex // guards rooms; taken before room.mu
 	rooms map[string]*room
+
+	// retainFrom (Unix nanoseconds, 0 = off) keeps every id a room
+	// delivered at or after it past dedupWindow: set while a NATS link
+	// gap is open (resync.go).
+	retainFrom atomic.Int64
 }
 
 func newHub(nc *nats.Conn, gwID, region string, interval time.Duration, inflight func(string) []chan struct{}, log *slog.Logger, met *metrics) *hub {
@@ -138,7 +148,7 @@ func (h *hub) join(c *conn, name string) ([]string, error) {
 	h.mu.Lock()
 	r := h.rooms[name]
 	if r == nil {
-		r = &room{name: name, conns: make(map[*conn]struct{}), users: make(map[string]int), remote: make(map[string]*remoteGW)}
+		r = &room{name: name, conns: make(map[*conn]struct{}), users: make(map[string]int), remote: make(map[string]*remoteGW), keep: &h.retainFrom}
 		sub, err := h.nc.Subscribe(natter.RoomWildcard(name), r.onNATS(h))
 		if err != nil {
 			h.mu.Unlock()
@@ -451,6 +461,50 @@ func without(set map[string]struct{}, u string) map[string]struct{} {
 		}
 	}
 	return out
+}
+
+// retain keeps the ids rooms deliver from t on (with a margin for the
+// difference between a message's id time and its arrival) until called
+// with the zero time.
+func (h *hub) retain(t time.Time) {
+	if t.IsZero() {
+		h.retainFrom.Store(0)
+		return
+	}
+	h.retainFrom.Store(t.Add(-gapMargin).UnixNano())
+}
+
+// names returns the rooms with local members.
+func (h *hub) names() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	out := make([]string, 0, len(h.rooms))
+	for name := range h.rooms {
+		out = append(out, name)
+	}
+	return out
+}
+
+// redeliver fans out the messages of room it has not delivered yet, in
+// order, and returns how many it delivered.
+func (h *hub) redeliver(name string, msgs []natter.Message) int {
+	h.mu.Lock()
+	r := h.rooms[name]
+	h.mu.Unlock()
+	if r == nil {
+		return 0 // everyone left meanwhile
+	}
+	n := 0
+	now := time.Now()
+	for _, m := range msgs {
+		if r.seen(m.ID, now) {
+			continue
+		}
+		r.fanout(h, encodeMsg(m), m.ID, "")
+		n++
+	}
+	h.met.resyncDelivered.Add(float64(n))
+	return n
 }
 
 // fanout queues frame to every local member except those of user skip.

@@ -21,6 +21,10 @@ type metrics struct {
 	ackSeconds     prometheus.Histogram
 	resumeSeconds  prometheus.Histogram
 	fanoutSeconds  prometheus.Histogram
+
+	linkGaps        prometheus.Counter
+	resyncDelivered prometheus.Counter
+	resyncSeconds   prometheus.Histogram
 }
 
 func newMetrics() *metrics {
@@ -41,12 +45,18 @@ func newMetrics() *metrics {
 		fanoutSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "natter_fanout_latency_seconds",
 			Help:    "From a message's acceptance (its ts, any gateway or region) to its fan-out here, in whole milliseconds.",
 			Buckets: []float64{0, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10}}),
+		linkGaps: prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_nats_link_gaps_total",
+			Help: "Times a NATS route or leaf-node link of the embedded server broke, opening a gap the gateway resyncs from the log."}),
+		resyncDelivered: prometheus.NewCounter(prometheus.CounterOpts{Name: "natter_resync_delivered_total",
+			Help: "Messages delivered by a resync after a NATS link gap: missed live, read from the log."}),
+		resyncSeconds: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "natter_resync_seconds", Help: "Time to resync every room after a NATS link gap.",
+			Buckets: prometheus.ExponentialBuckets(0.01, 2, 14)}),
 	}
 }
 
 func (m *metrics) all() []prometheus.Collector {
 	return []prometheus.Collector{m.connections, m.rooms, m.pending, m.messagesIn, m.deliveries, m.frames, m.errors,
-		m.disconnects, m.durableRetries, m.ackSeconds, m.resumeSeconds, m.fanoutSeconds}
+		m.disconnects, m.durableRetries, m.ackSeconds, m.resumeSeconds, m.fanoutSeconds, m.linkGaps, m.resyncDelivered, m.resyncSeconds}
 }
 
 // readyCollector exports /readyz as metrics, running its checks at each

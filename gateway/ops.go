@@ -101,7 +101,7 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		c.release(f.Room, [][]byte{protocol.Encode(joined)}, nil)
 		return
 	}
-	msgs, more, err := c.g.resume(ctx, f.Room, since)
+	msgs, more, err := c.g.resume(ctx, f.Room, since, true)
 	if err != nil {
 		c.g.log.Warn("resume", "room", f.Room, "err", err)
 		delete(c.rooms, f.Room)

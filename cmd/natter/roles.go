@@ -71,6 +71,24 @@ func natsCollectors(ns *embedded.NATS) []prometheus.Collector {
 	}
 }
 
+// natsEdge is what a gateway with its own NATS server adds: the server's
+// metrics and its links to the region's other servers.
+type natsEdge struct {
+	collectors []prometheus.Collector
+	links      func() []gateway.Link
+}
+
+func natsLinks(ns *embedded.NATS) func() []gateway.Link {
+	return func() []gateway.Link {
+		ls := ns.Links()
+		out := make([]gateway.Link, len(ls))
+		for i, l := range ls {
+			out[i] = gateway.Link{ID: l.ID, Remote: l.Remote, InBytes: l.InBytes}
+		}
+		return out
+	}
+}
+
 // stack is what one process runs: started pieces and their closers, closed
 // in reverse order.
 type stack struct {
@@ -167,6 +185,7 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	addCommon(f, &g)
 	natsAddr := f.String("nats-addr", "127.0.0.1:4222", "client listen address of the embedded NATS server (bridges connect here)")
 	clusterAddr := f.String("nats-cluster-addr", "", "route listen address: join the region's NATS cluster (cluster name = --region)")
+	clusterAdvertise := f.String("nats-cluster-advertise", "", "route address (host:port) the region's other gateways reach this one at, when not --nats-cluster-addr (NAT, proxy)")
 	routes := f.String("nats-routes", "", "route URLs of the region's other gateways (nats://host:port,...)")
 	leafRemotes := f.String("nats-leaf-remotes", "", "connect the embedded NATS as a leaf node to these hub URLs (nats-leaf://host:port,...)")
 	leafAddr := f.String("nats-leaf-addr", "", "leaf-node listen address: be the hub leaf nodes connect to")
@@ -197,8 +216,16 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 		if ncfg.ClusterHost, ncfg.ClusterPort, err = splitHostPort(*clusterAddr); err != nil {
 			return fmt.Errorf("--nats-cluster-addr: %w", err)
 		}
+		if *clusterAdvertise != "" {
+			if _, _, err := splitHostPort(*clusterAdvertise); err != nil {
+				return fmt.Errorf("--nats-cluster-advertise: %w", err)
+			}
+			ncfg.ClusterAdvertise = *clusterAdvertise
+		}
 	} else if len(ncfg.Routes) > 0 {
 		return errors.New("--nats-routes needs --nats-cluster-addr")
+	} else if *clusterAdvertise != "" {
+		return errors.New("--nats-cluster-advertise needs --nats-cluster-addr")
 	}
 	if *leafAddr != "" {
 		if ncfg.LeafHost, ncfg.LeafPort, err = splitHostPort(*leafAddr); err != nil {
@@ -212,13 +239,13 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	st.defer_(func() { _ = ns.Close() })
 	log.Info("embedded NATS listening", "url", ns.ClientURL())
 	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name, natsErrors(log)) }
-	return m.serve(ctx, st, log, g, connect, false, natsCollectors(ns))
+	return m.serve(ctx, st, log, g, connect, false, &natsEdge{collectors: natsCollectors(ns), links: natsLinks(ns)})
 }
 
 // serve opens the store and the log, then runs the gateway (and, when
 // withBackend, the bridge and persister) until ctx ends, shutting down
 // gateway first so its drain still has a bridge.
-func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, connect func(string) (*nats.Conn, error), withBackend bool, extra []prometheus.Collector) error {
+func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, connect func(string) (*nats.Conn, error), withBackend bool, edge *natsEdge) error {
 	brokers := splitList(*g.kafkaBrokers)
 	if err := kafka.EnsureTopic(brokers, *g.topic, int32(*g.partitions)); err != nil {
 		return err
@@ -239,7 +266,11 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	}
 	st.defer_(gwConn.Close)
 	reg := newRegistry()
-	reg.MustRegister(extra...)
+	var links func() []gateway.Link
+	if edge != nil {
+		reg.MustRegister(edge.collectors...)
+		links = edge.links
+	}
 	var backend sync.WaitGroup
 	backendCtx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopBackend(); backend.Wait() }()
@@ -270,8 +301,8 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	gw, err := gateway.New(gateway.Config{
 		ID: *g.id, Region: *g.region, NATS: gwConn, History: store, DurableLog: kafkaLog{klog},
 		Open: *g.open, Limits: g.sec.limits, Security: g.sec.security, Registry: reg, Web: web.Handler(), Log: log,
-		PresenceInterval: derefDuration(g.presenceInterval),
-		Checks:           map[string]func(context.Context) error{"postgres": store.Ping, "kafka": klog.Ping},
+		PresenceInterval: derefDuration(g.presenceInterval), Links: links,
+		Checks: map[string]func(context.Context) error{"postgres": store.Ping, "kafka": klog.Ping},
 	})
 	if err != nil {
 		return err

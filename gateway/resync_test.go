@@ -1,0 +1,287 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/embedded/natstest"
+)
+
+// memLog is a store holding a fixed set of messages and a log with none
+// beyond it: the resync reads both, and merges.
+type memLog struct {
+	mu   sync.Mutex
+	msgs []natter.Message
+}
+
+func (l *memLog) add(m natter.Message) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.msgs = append(l.msgs, m)
+}
+
+func (l *memLog) Page(context.Context, string, string, int) ([]natter.Message, bool, error) {
+	return nil, false, nil
+}
+
+func (l *memLog) After(_ context.Context, room, after string, limit int) ([]natter.Message, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []natter.Message
+	for _, m := range l.msgs {
+		if m.Room == room && m.ID > after && len(out) < limit {
+			out = append(out, m)
+		}
+	}
+	return out, nil
+}
+
+func (l *memLog) Mark(context.Context, string, natter.ID) (LogTail, error) {
+	return func(context.Context, int) ([]natter.Message, bool, error) { return nil, false, nil }, nil
+}
+
+// linkScript is the embedded NATS server's links as a test sets them.
+type linkScript struct {
+	mu    sync.Mutex
+	links []Link
+}
+
+func (s *linkScript) set(ls ...Link) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.links = ls
+}
+
+func (s *linkScript) get() []Link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return slices.Clone(s.links)
+}
+
+// resyncFixture is a gateway with one member in room "r", a scripted set
+// of links, a log, and what the member has received.
+type resyncFixture struct {
+	g     *Gateway
+	links *linkScript
+	log   *memLog
+	ids   *natter.IDGen
+	w     *linkWatch
+	got   chan string // message ids the member received, in order
+}
+
+func newResyncFixture(t *testing.T) *resyncFixture {
+	t.Helper()
+	f := &resyncFixture{links: &linkScript{}, log: &memLog{}, ids: natter.NewIDGen(nil), got: make(chan string, 1000)}
+	f.links.set(Link{ID: "route:1", Remote: "gw-b", InBytes: 10})
+	g, err := New(Config{ID: "gw-a", NATS: natstest.Conn(t), History: f.log, DurableLog: f.log, Links: f.links.get,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.g = g
+	p := dialPairs(t, g, 1)[0]
+	if _, err := g.hub.join(p.c, "r"); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		for {
+			_, data, err := p.client.ReadMessage()
+			if err != nil {
+				close(f.got)
+				return
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				var m struct{ Op, ID string }
+				if json.Unmarshal([]byte(line), &m) == nil && m.Op == "msg" {
+					f.got <- m.ID
+				}
+			}
+		}
+	}()
+	f.w = newLinkWatch(g, f.links.get)
+	return f
+}
+
+// msg makes a message of room "r" stamped at.
+func (f *resyncFixture) msg(at time.Time) natter.Message {
+	id := natter.NewIDGen(func() time.Time { return at }).Next()
+	return natter.Message{ID: id.String(), Room: "r", User: "x", Body: "b", TS: at.UnixMilli(), Region: "local"}
+}
+
+// live delivers m as if it had come over NATS.
+func (f *resyncFixture) live(m natter.Message, at time.Time) {
+	r := f.g.hub.rooms["r"]
+	if !r.seen(m.ID, at) {
+		r.fanout(f.g.hub, encodeMsg(m), m.ID, "")
+	}
+}
+
+// received returns the ids the member got within a short wait.
+func (f *resyncFixture) received(t *testing.T, n int) []string {
+	t.Helper()
+	var out []string
+	timeout := time.After(10 * time.Second)
+	for len(out) < n {
+		select {
+		case id := <-f.got:
+			out = append(out, id)
+		case <-timeout:
+			t.Fatalf("member received %d of %d messages: %v", len(out), n, out)
+		}
+	}
+	select {
+	case id := <-f.got:
+		t.Fatalf("member received more than %d messages: %v and %s", n, out, id)
+	case <-time.After(100 * time.Millisecond):
+	}
+	return out
+}
+
+// A broken route loses what the other side sent after this side last
+// read; once the server is back, the resync delivers that from the log,
+// and nothing the member already had.
+func TestResyncAfterLinkLossDeliversWhatWasMissedOnce(t *testing.T) {
+	f := newResyncFixture(t)
+	t0 := time.Now()
+	before := f.msg(t0.Add(-time.Minute)) // long before: outside the resync
+	had := f.msg(t0.Add(-time.Second))    // delivered live before the loss
+	f.log.add(before)
+	f.log.add(had)
+	f.live(had, t0)
+	f.received(t, 1)
+
+	// Data comes in on the route, then it breaks.
+	f.w.poll(t0)
+	f.links.set(Link{ID: "route:1", Remote: "gw-b", InBytes: 20})
+	f.w.poll(t0.Add(250 * time.Millisecond))
+	f.links.set()
+	f.w.poll(t0.Add(500 * time.Millisecond))
+	if f.w.gap == nil {
+		t.Fatal("no gap after the route to gw-b broke")
+	}
+	if _, lost := f.w.gap.lost["gw-b"]; !lost {
+		t.Fatalf("gw-b not among the lost servers: %v", f.w.gap.lost)
+	}
+	if want := t0.Add(-gapMargin); !f.w.gap.since.Equal(want) {
+		t.Fatalf("gap since %v, want the last read before the loss less the margin, %v", f.w.gap.since, want)
+	}
+	missed := f.msg(t0.Add(400 * time.Millisecond)) // sent into the broken route
+	local := f.msg(t0.Add(600 * time.Millisecond))  // this gateway's own, live
+	f.live(local, t0.Add(600*time.Millisecond))
+	f.received(t, 1)
+	f.log.add(missed)
+	f.log.add(local)
+
+	// While the server is away and the retry is not due, nothing happens.
+	f.w.maybeResync(context.Background(), t0.Add(2*time.Second))
+	if got := testutil.ToFloat64(f.g.met.resyncDelivered); got != 0 {
+		t.Fatalf("resync ran before gw-b was back: %v delivered", got)
+	}
+	// Back, on a new connection; the resync waits for the links to settle.
+	f.links.set(Link{ID: "route:7", Remote: "gw-b", InBytes: 5})
+	f.w.poll(t0.Add(3 * time.Second))
+	if len(f.w.gap.lost) != 0 {
+		t.Fatalf("gw-b still lost after it came back: %v", f.w.gap.lost)
+	}
+	f.w.maybeResync(context.Background(), t0.Add(3*time.Second+gapSettle/2))
+	if f.w.gap == nil {
+		t.Fatal("gap closed before the links settled")
+	}
+	f.w.maybeResync(context.Background(), t0.Add(3*time.Second+gapSettle))
+	if f.w.gap != nil {
+		t.Fatal("gap still open after the resync")
+	}
+	if got := f.received(t, 1); got[0] != missed.ID {
+		t.Fatalf("resync delivered %v, want only the missed %s", got, missed.ID)
+	}
+	if got := testutil.ToFloat64(f.g.met.resyncDelivered); got != 1 {
+		t.Fatalf("natter_resync_delivered_total %v, want 1", got)
+	}
+	if f.g.hub.retainFrom.Load() != 0 {
+		t.Fatal("rooms still retain ids after the gap closed")
+	}
+}
+
+// A server that does not come back: the resync runs every gapRetry for
+// what its side made durable, and the gap closes after gapMax.
+func TestResyncWhileTheServerStaysAway(t *testing.T) {
+	f := newResyncFixture(t)
+	t0 := time.Now()
+	f.links.set()
+	f.w.poll(t0)
+	if f.w.gap == nil {
+		t.Fatal("no gap after the route broke")
+	}
+	first := f.msg(t0.Add(time.Second))
+	f.log.add(first)
+	f.w.maybeResync(context.Background(), t0.Add(gapRetry-time.Millisecond))
+	if got := testutil.ToFloat64(f.g.met.resyncDelivered); got != 0 {
+		t.Fatalf("resync before gapRetry: %v delivered", got)
+	}
+	f.w.maybeResync(context.Background(), t0.Add(gapRetry))
+	if got := f.received(t, 1); got[0] != first.ID {
+		t.Fatalf("retry delivered %v, want %s", got, first.ID)
+	}
+	if f.w.gap == nil {
+		t.Fatal("gap closed while the server is still away")
+	}
+	second := f.msg(t0.Add(20 * time.Second))
+	f.log.add(second)
+	f.w.maybeResync(context.Background(), t0.Add(gapMax))
+	if got := f.received(t, 1); got[0] != second.ID {
+		t.Fatalf("final resync delivered %v, want %s", got, second.ID)
+	}
+	if f.w.gap != nil {
+		t.Fatal("gap still open after gapMax")
+	}
+}
+
+// Another link to the same server (a pooled route) staying up does not
+// make the server lost, but the broken one still opens a gap.
+func TestPooledRouteLossOpensAGapWithoutLosingTheServer(t *testing.T) {
+	f := newResyncFixture(t)
+	f.links.set(Link{ID: "route:1", Remote: "gw-b"}, Link{ID: "route:2", Remote: "gw-b"})
+	f.w.poll(time.Now())
+	f.links.set(Link{ID: "route:2", Remote: "gw-b"})
+	now := time.Now()
+	f.w.poll(now)
+	if f.w.gap == nil || len(f.w.gap.lost) != 0 {
+		t.Fatalf("gap %+v: want one open with no server lost", f.w.gap)
+	}
+	f.w.maybeResync(context.Background(), now.Add(gapSettle))
+	if f.w.gap != nil {
+		t.Fatal("gap still open once settled")
+	}
+}
+
+// While a gap is open a room keeps the ids it delivered since the gap's
+// start past dedupWindow, so a resync does not deliver them again.
+func TestSeenKeepsIDsWhileAGapIsOpen(t *testing.T) {
+	h := newHub(nil, "gw", "local", time.Second, nil, nil, newMetrics())
+	r := &room{name: "r", keep: &h.retainFrom}
+	t0 := time.Now()
+	h.retain(t0.Add(gapMargin)) // keeps what arrived from t0 on
+	r.seen("old", t0.Add(-time.Second))
+	r.seen("kept", t0)
+	later := t0.Add(dedupWindow + time.Minute)
+	if r.seen("old", later) {
+		t.Error("an id from before the gap was kept past the window")
+	}
+	if !r.seen("kept", later) {
+		t.Error("an id delivered during the gap was forgotten while it is open")
+	}
+	h.retain(time.Time{})
+	if r.seen("kept", later.Add(dedupWindow+time.Second)) {
+		t.Error("an id was kept after the gap closed")
+	}
+}
