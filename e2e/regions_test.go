@@ -17,7 +17,7 @@ type topology struct {
 	db        string
 	gateways  [][]*proc // [region][gateway]
 	bridges   []*proc
-	redis     []*proxy // each bridge's Redis link
+	redis     []*proxy  // each bridge's Redis link
 	routes    []proxies // each region's NATS routes, a proxy in front of each gateway's route port
 	kafka     *proxy    // region0's bridge's Kafka link
 	persister *proc
