@@ -30,6 +30,12 @@ const (
 	modeBlackhole
 )
 
+// link is a proxy or several: what a fault breaks, then heals.
+type link interface {
+	Heal()
+	Restore()
+}
+
 // proxies act on several proxies at once: the links of one component.
 type proxies []*proxy
 
