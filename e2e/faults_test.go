@@ -402,7 +402,7 @@ func TestFaults(t *testing.T) {
 			_ = p.cmd.Process.Signal(syscall.SIGCONT)
 		}
 	}
-	link := func(px link, breakIt func(), d time.Duration) func(t *testing.T) {
+	link := func(px healer, breakIt func(), d time.Duration) func(t *testing.T) {
 		return func(t *testing.T) {
 			breakIt()
 			time.Sleep(d) // the fault's duration

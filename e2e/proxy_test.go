@@ -30,8 +30,8 @@ const (
 	modeBlackhole
 )
 
-// link is a proxy or several: what a fault breaks, then heals.
-type link interface {
+// healer is a proxy or several: what a fault breaks, then heals.
+type healer interface {
 	Heal()
 	Restore()
 }
