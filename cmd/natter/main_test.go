@@ -55,6 +55,24 @@ func TestRolesRefuseMissingConfiguration(t *testing.T) {
 	}
 }
 
+func TestGatewayRefusesBadClusterFlags(t *testing.T) {
+	base := []string{"gateway", "--open", "--kafka-brokers", "127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x"}
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nats-routes", "nats://127.0.0.1:6222"}, "--nats-routes needs --nats-cluster-addr"},
+		{[]string{"--nats-cluster-advertise", "10.0.0.1:6222"}, "--nats-cluster-advertise needs --nats-cluster-addr"},
+		{[]string{"--nats-cluster-addr", "127.0.0.1:0", "--nats-cluster-advertise", "proxy"}, "--nats-cluster-advertise"},
+	} {
+		m := &Main{Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Getenv: func(string) string { return "" }}
+		err := m.Run(context.Background(), append(append([]string{}, base...), tc.args...))
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%v: err = %v, want one containing %q", tc.args, err, tc.want)
+		}
+	}
+}
+
 // TestComposeSetsOnlyFlagsNatterReads checks every NATTER_ variable in
 // compose.yaml against the --help of the role that service runs.
 func TestComposeSetsOnlyFlagsNatterReads(t *testing.T) {
