@@ -30,7 +30,7 @@ type RepairConfig struct {
 	Topic   string
 	// Sarama is the client configuration (kafka.NewConfig); Repair turns
 	// on periodic offset commits and starts a new group at the newest
-	// offset.
+	// offset, which it commits at once (see Setup).
 	Sarama *sarama.Config
 	NATS   *nats.Conn
 	// Federation tells which messages already arrived through Redis.
@@ -43,8 +43,12 @@ type RepairConfig struct {
 
 // Repair re-delivers other regions' messages that federation missed.
 type Repair struct {
-	cfg RepairConfig
-	log *slog.Logger
+	cfg   RepairConfig
+	log   *slog.Logger
+	group string
+	// client and admin are Run's, for Setup.
+	client sarama.Client
+	admin  sarama.ClusterAdmin
 }
 
 // NewRepair returns a Repair; Run starts it.
@@ -61,12 +65,23 @@ func NewRepair(cfg RepairConfig) (*Repair, error) {
 	cfg.Sarama.Consumer.Offsets.AutoCommit.Enable = true
 	cfg.Sarama.Consumer.Offsets.AutoCommit.Interval = time.Second
 	cfg.Sarama.Consumer.Offsets.Initial = sarama.OffsetNewest
-	return &Repair{cfg: cfg, log: cfg.Log.With("role", "repair", "region", cfg.Region)}, nil
+	return &Repair{cfg: cfg, log: cfg.Log.With("role", "repair", "region", cfg.Region), group: natter.RepairGroup(cfg.Region, cfg.Topic)}, nil
 }
 
 // Run consumes until ctx ends; it returns nil after a cancel.
 func (r *Repair) Run(ctx context.Context) error {
-	group, err := sarama.NewConsumerGroup(r.cfg.Brokers, natter.RepairGroup(r.cfg.Region, r.cfg.Topic), r.cfg.Sarama)
+	client, err := sarama.NewClient(r.cfg.Brokers, r.cfg.Sarama)
+	if err != nil {
+		return fmt.Errorf("repair: kafka client: %w", err)
+	}
+	defer client.Close()
+	// The admin only wraps the client; the deferred client.Close ends both.
+	admin, err := sarama.NewClusterAdminFromClient(client)
+	if err != nil {
+		return fmt.Errorf("repair: kafka admin: %w", err)
+	}
+	r.client, r.admin = client, admin
+	group, err := sarama.NewConsumerGroupFromClient(r.group, client)
 	if err != nil {
 		return fmt.Errorf("repair: join group: %w", err)
 	}
@@ -76,7 +91,7 @@ func (r *Repair) Run(ctx context.Context) error {
 			r.log.Warn("repair consumer", "err", err)
 		}
 	}()
-	r.log.Info("repair ready", "group", natter.RepairGroup(r.cfg.Region, r.cfg.Topic), "delay", r.cfg.Delay)
+	r.log.Info("repair ready", "group", r.group, "delay", r.cfg.Delay)
 	for ctx.Err() == nil {
 		if err := group.Consume(ctx, []string{r.cfg.Topic}, r); err != nil {
 			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
@@ -92,8 +107,42 @@ func (r *Repair) Run(ctx context.Context) error {
 	return nil
 }
 
-// Setup is part of sarama.ConsumerGroupHandler.
-func (r *Repair) Setup(sarama.ConsumerGroupSession) error { return nil }
+// Setup is part of sarama.ConsumerGroupHandler. A partition the group
+// has never committed starts at the newest offset; Setup commits that
+// start at once. Otherwise a bridge that dies before its first commit
+// would start again at the newest offset of its restart, and never check
+// what arrived while it was down.
+func (r *Repair) Setup(sess sarama.ConsumerGroupSession) error {
+	parts := sess.Claims()[r.cfg.Topic]
+	if len(parts) == 0 {
+		return nil
+	}
+	res, err := r.admin.ListConsumerGroupOffsets(r.group, map[string][]int32{r.cfg.Topic: parts})
+	if err != nil {
+		return fmt.Errorf("repair: committed offsets: %w", err)
+	}
+	var fresh []int32
+	for _, p := range parts {
+		b := res.GetBlock(r.cfg.Topic, p)
+		if b == nil || b.Err != sarama.ErrNoError {
+			return fmt.Errorf("repair: committed offset of partition %d: %v", p, b)
+		}
+		if b.Offset >= 0 {
+			continue
+		}
+		newest, err := r.client.GetOffset(r.cfg.Topic, p, sarama.OffsetNewest)
+		if err != nil {
+			return fmt.Errorf("repair: newest offset of partition %d: %w", p, err)
+		}
+		sess.MarkOffset(r.cfg.Topic, p, newest, "")
+		fresh = append(fresh, p)
+	}
+	if len(fresh) > 0 {
+		sess.Commit()
+		r.log.Info("repair starts new partitions at their newest offset", "partitions", fresh)
+	}
+	return nil
+}
 
 // Cleanup is part of sarama.ConsumerGroupHandler.
 func (r *Repair) Cleanup(sarama.ConsumerGroupSession) error { return nil }

@@ -20,11 +20,16 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// routePingInterval and routeMaxPingsOut: a route unanswered for about
-// three intervals is closed.
+// Links to other servers (routes, leaf nodes) ping every linkPingInterval
+// and are closed when linkMaxPingsOut pings are unanswered: a link that
+// went silent (a black-holed network) is closed within LinkTimeout.
 const (
-	routePingInterval = 2 * time.Second
-	routeMaxPingsOut  = 3
+	linkPingInterval = 2 * time.Second
+	linkMaxPingsOut  = 3
+	// LinkTimeout bounds how long a dead route or leaf-node link stays
+	// open: the last unanswered ping goes out linkMaxPingsOut intervals
+	// after the link died, and the check one interval later closes it.
+	LinkTimeout = linkPingInterval * (linkMaxPingsOut + 1)
 )
 
 // natsReadyTimeout bounds how long StartNATS waits for the listeners.
@@ -183,8 +188,6 @@ type Link struct {
 	ID string
 	// Remote names the server at the other end (its name, else its ID).
 	Remote string
-	// InBytes counts the bytes received on the connection so far.
-	InBytes int64
 }
 
 // Links lists the server's route and leaf-node connections. A pooled
@@ -193,12 +196,12 @@ func (n *NATS) Links() []Link {
 	var out []Link
 	if rz, err := n.srv.Routez(nil); err == nil {
 		for _, r := range rz.Routes {
-			out = append(out, Link{ID: "route:" + strconv.FormatUint(r.Rid, 10), Remote: orDefault(r.RemoteName, r.RemoteID), InBytes: r.InBytes})
+			out = append(out, Link{ID: "route:" + strconv.FormatUint(r.Rid, 10), Remote: orDefault(r.RemoteName, r.RemoteID)})
 		}
 	}
 	if lz, err := n.srv.Leafz(nil); err == nil {
 		for _, l := range lz.Leafs {
-			out = append(out, Link{ID: "leaf:" + strconv.FormatUint(l.ID, 10), Remote: l.Name, InBytes: l.InBytes})
+			out = append(out, Link{ID: "leaf:" + strconv.FormatUint(l.ID, 10), Remote: l.Name})
 		}
 	}
 	return out
@@ -250,18 +253,23 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 		opts.LeafNode.Host = orDefault(cfg.LeafHost, "127.0.0.1")
 		opts.LeafNode.Port = randomIfZero(cfg.LeafPort)
 	}
+	if clustered || len(cfg.LeafRemotes) > 0 || cfg.LeafPort != 0 {
+		// Links ping often, so one that went silent is closed within
+		// LinkTimeout rather than minutes: the gateway's resync after a
+		// broken link (gateway/resync.go) reaches back that far. Leaf
+		// nodes (and TCP clients) take the server-wide interval, routes
+		// the cluster's.
+		opts.PingInterval = linkPingInterval
+		opts.MaxPingsOut = linkMaxPingsOut
+	}
 	if !clustered {
 		return opts, nil
 	}
 	opts.Cluster.Name = cfg.ClusterName
 	opts.Cluster.Host = orDefault(cfg.ClusterHost, "127.0.0.1")
 	opts.Cluster.Port = randomIfZero(cfg.ClusterPort)
-	// Routes ping often, so a route that went silent (a black-holed
-	// network) is closed within seconds rather than minutes, and a live
-	// one shows incoming bytes at least every interval: the gateway's
-	// resync after a broken link (gateway/resync.go) relies on both.
-	opts.Cluster.PingInterval = routePingInterval
-	opts.Cluster.MaxPingsOut = routeMaxPingsOut
+	opts.Cluster.PingInterval = linkPingInterval
+	opts.Cluster.MaxPingsOut = linkMaxPingsOut
 	if cfg.ClusterAdvertise != "" {
 		_, port, err := net.SplitHostPort(cfg.ClusterAdvertise)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {

@@ -110,8 +110,8 @@ func TestNATSRouteClusterDeliversAcrossNodes(t *testing.T) {
 	}
 }
 
-// Links names the server at the other end of each route, counts what
-// came in on it, and drops a route when its server goes.
+// Links names the server at the other end of each route, and drops a
+// route when its server goes.
 func TestNATSLinksFollowTheRoutes(t *testing.T) {
 	a := startNATS(t, NATSConfig{ServerName: "a", ClusterName: "natter-test", ClusterAdvertise: "127.0.0.1:1"})
 	b := startNATS(t, NATSConfig{ServerName: "b", ClusterName: "natter-test", Routes: []string{a.ClusterURL()}})
@@ -120,15 +120,10 @@ func TestNATSLinksFollowTheRoutes(t *testing.T) {
 		if len(la) == 0 || len(lb) == 0 {
 			return fmt.Errorf("links: a=%v b=%v", la, lb)
 		}
-		in := int64(0)
 		for _, l := range la {
 			if l.Remote != "b" || !strings.HasPrefix(l.ID, "route:") {
 				return fmt.Errorf("a's link %+v: want a route to b", l)
 			}
-			in += l.InBytes
-		}
-		if in == 0 {
-			return fmt.Errorf("a's links %v: no bytes in", la)
 		}
 		for _, l := range lb {
 			if l.Remote != "a" {

@@ -154,6 +154,10 @@ type Config struct {
 	// resyncs its rooms from the durable log (resync.go). Nil: the NATS
 	// server has no links (one process) or is not the gateway's to watch.
 	Links func() []Link
+	// LinkTimeout is how long a link that went dead may stay open before
+	// the NATS server closes it (its ping timeout): a resync reaches back
+	// that far before the loss (10s).
+	LinkTimeout time.Duration
 	// Log receives the gateway's logs; nil means slog.Default().
 	Log *slog.Logger
 }
@@ -206,6 +210,13 @@ func New(cfg Config) (*Gateway, error) {
 	cfg.Limits.fill()
 	if cfg.ShutdownTimeout <= 0 {
 		cfg.ShutdownTimeout = 10 * time.Second
+	}
+	if cfg.LinkTimeout <= 0 {
+		cfg.LinkTimeout = defaultLinkTimeout
+	}
+	// A resync must not reach back past what the rooms remember.
+	if reach := cfg.LinkTimeout + linkPoll + 2*gapMargin; reach >= dedupWindow {
+		return nil, fmt.Errorf("gateway: LinkTimeout %v: a resync would reach back %v, past the %v the rooms remember", cfg.LinkTimeout, reach, dedupWindow)
 	}
 	if cfg.PresenceInterval <= 0 {
 		cfg.PresenceInterval = 5 * time.Second
@@ -307,7 +318,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	go func() { defer close(hubDone); g.hub.run(durCtx) }()
 	watchDone := make(chan struct{})
 	if g.cfg.Links != nil {
-		w := newLinkWatch(g, g.cfg.Links)
+		w := newLinkWatch(g, g.cfg.Links, g.cfg.LinkTimeout)
 		go func() { defer close(watchDone); w.run(durCtx) }()
 	} else {
 		close(watchDone)

@@ -27,16 +27,14 @@ type Link struct {
 	ID string
 	// Remote names the server at the other end.
 	Remote string
-	// InBytes counts the bytes received on the connection so far.
-	InBytes int64
 }
 
 const (
 	// linkPoll is how often the watcher lists the links.
 	linkPoll = 250 * time.Millisecond
-	// gapMargin is taken off a lost link's last read: the other side's
-	// clock may be behind this one's, and it may have stamped a message a
-	// little before it reached the wire.
+	// gapMargin is taken off a gap's start: the other side's clock may be
+	// behind this one's, and it stamps a message a little before the
+	// message reaches the wire.
 	gapMargin = 5 * time.Second
 	// gapSettle is how long the links must stay unchanged, every lost
 	// server back, before the resync: the other side resends its pending
@@ -51,15 +49,9 @@ const (
 	gapMax = 2 * time.Minute
 	// resyncParallel bounds the rooms read from the log at once.
 	resyncParallel = 4
+	// defaultLinkTimeout is Config.LinkTimeout's default.
+	defaultLinkTimeout = 10 * time.Second
 )
-
-type linkState struct {
-	remote  string
-	inBytes int64
-	// read is a time before which the link last received data: anything
-	// the other side sent after it may be lost with the link.
-	read time.Time
-}
 
 // gap is an open loss: messages since since may have missed this gateway.
 type gap struct {
@@ -74,15 +66,18 @@ type gap struct {
 type linkWatch struct {
 	g     *Gateway
 	links func() []Link
-	known map[string]linkState
-	last  time.Time // previous poll
+	// reach is how far before a link's loss was noticed a message lost
+	// with it may have been sent: the time a dead link can stay open
+	// (until pings close it), one poll, and the clock margin.
+	reach time.Duration
+	known map[string]string // link id → remote server
 	gap   *gap
 }
 
-func newLinkWatch(g *Gateway, links func() []Link) *linkWatch {
-	w := &linkWatch{g: g, links: links, known: make(map[string]linkState), last: time.Now()}
+func newLinkWatch(g *Gateway, links func() []Link, timeout time.Duration) *linkWatch {
+	w := &linkWatch{g: g, links: links, reach: timeout + linkPoll + gapMargin, known: make(map[string]string)}
 	for _, l := range links() {
-		w.known[l.ID] = linkState{remote: l.Remote, inBytes: l.InBytes, read: w.last}
+		w.known[l.ID] = l.Remote
 	}
 	return w
 }
@@ -107,70 +102,49 @@ func (w *linkWatch) run(ctx context.Context) {
 func (w *linkWatch) poll(now time.Time) {
 	cur := w.links()
 	present := make(map[string]struct{}, len(cur))
+	up := make(map[string]struct{}, len(cur))
 	for _, l := range cur {
 		present[l.ID] = struct{}{}
-		st, ok := w.known[l.ID]
-		switch {
-		case !ok:
-			st = linkState{remote: l.Remote, inBytes: l.InBytes, read: w.last}
-			if w.gap != nil {
-				if _, lost := w.gap.lost[l.Remote]; lost {
-					delete(w.gap.lost, l.Remote)
-					w.gap.changed = now
-					w.g.log.Info("nats link back", "remote", l.Remote)
-				}
-			}
-		case l.InBytes != st.inBytes:
-			// Data came in since the last poll: the link read at least
-			// as late as that poll.
-			st.inBytes, st.read = l.InBytes, w.last
+		up[l.Remote] = struct{}{}
+		if _, ok := w.known[l.ID]; ok {
+			continue
 		}
-		w.known[l.ID] = st
+		w.known[l.ID] = l.Remote
+		if w.gap != nil {
+			if _, lost := w.gap.lost[l.Remote]; lost {
+				delete(w.gap.lost, l.Remote)
+				w.gap.changed = now
+				w.g.log.Info("nats link back", "remote", l.Remote)
+			}
+		}
 	}
-	for id, st := range w.known {
+	for id, remote := range w.known {
 		if _, ok := present[id]; ok {
 			continue
 		}
 		delete(w.known, id)
-		w.lose(st, now, cur)
+		_, stillUp := up[remote]
+		w.lose(remote, stillUp, now)
 	}
-	w.last = now
 }
 
-// lose opens (or widens) the gap for a link that is gone.
-func (w *linkWatch) lose(st linkState, now time.Time, cur []Link) {
-	since := st.read.Add(-gapMargin)
-	// The rooms remember what they delivered for dedupWindow; a resync
-	// from further back would deliver some of it again. Routes ping every
-	// few seconds, so a link that read nothing for that long was not in
-	// use.
-	if floor := now.Add(-dedupWindow + gapMargin); since.Before(floor) {
-		w.g.log.Warn("nats link was silent long before it broke; resyncing only what the rooms remember",
-			"remote", st.remote, "silent", now.Sub(st.read).Round(time.Second))
-		since = floor
-	}
+// lose opens (or widens) the gap for a link to remote that is gone. A
+// link can die silently and stay open until pings close it, and what the
+// other side sent into it meanwhile is lost: the gap reaches back that
+// far. A server with another link still up (route pools hold several) is
+// not lost, but its broken link may still have dropped messages.
+func (w *linkWatch) lose(remote string, stillUp bool, now time.Time) {
+	since := now.Add(-w.reach)
 	if w.gap == nil {
 		w.gap = &gap{since: since, lost: make(map[string]struct{}), opened: now}
 		w.g.met.linkGaps.Inc()
 	}
-	if since.Before(w.gap.since) {
-		w.gap.since = since
-	}
 	w.gap.changed = now
-	// A server with another link still up (route pools hold several) is
-	// not lost, but its broken link may still have dropped messages.
-	up := false
-	for _, l := range cur {
-		if l.Remote == st.remote {
-			up = true
-			break
-		}
-	}
-	if !up {
-		w.gap.lost[st.remote] = struct{}{}
+	if !stillUp {
+		w.gap.lost[remote] = struct{}{}
 	}
 	w.g.hub.retain(w.gap.since)
-	w.g.log.Warn("nats link lost; will resync its rooms from the log", "remote", st.remote, "since", w.gap.since.Format(time.RFC3339Nano))
+	w.g.log.Warn("nats link lost; will resync its rooms from the log", "remote", remote, "since", w.gap.since.Format(time.RFC3339Nano))
 }
 
 // maybeResync resyncs when the gap has settled, or again while a lost

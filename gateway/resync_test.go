@@ -82,7 +82,7 @@ type resyncFixture struct {
 func newResyncFixture(t *testing.T) *resyncFixture {
 	t.Helper()
 	f := &resyncFixture{links: &linkScript{}, log: &memLog{}, ids: natter.NewIDGen(nil), got: make(chan string, 1000)}
-	f.links.set(Link{ID: "route:1", Remote: "gw-b", InBytes: 10})
+	f.links.set(Link{ID: "route:1", Remote: "gw-b"})
 	g, err := New(Config{ID: "gw-a", NATS: natstest.Conn(t), History: f.log, DurableLog: f.log, Links: f.links.get,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
@@ -108,7 +108,7 @@ func newResyncFixture(t *testing.T) *resyncFixture {
 			}
 		}
 	}()
-	f.w = newLinkWatch(g, f.links.get)
+	f.w = newLinkWatch(g, f.links.get, defaultLinkTimeout)
 	return f
 }
 
@@ -147,9 +147,9 @@ func (f *resyncFixture) received(t *testing.T, n int) []string {
 	return out
 }
 
-// A broken route loses what the other side sent after this side last
-// read; once the server is back, the resync delivers that from the log,
-// and nothing the member already had.
+// A broken route loses what the other side sent into it; once the server
+// is back, the resync delivers that from the log, and nothing the member
+// already had.
 func TestResyncAfterLinkLossDeliversWhatWasMissedOnce(t *testing.T) {
 	f := newResyncFixture(t)
 	t0 := time.Now()
@@ -160,10 +160,7 @@ func TestResyncAfterLinkLossDeliversWhatWasMissedOnce(t *testing.T) {
 	f.live(had, t0)
 	f.received(t, 1)
 
-	// Data comes in on the route, then it breaks.
 	f.w.poll(t0)
-	f.links.set(Link{ID: "route:1", Remote: "gw-b", InBytes: 20})
-	f.w.poll(t0.Add(250 * time.Millisecond))
 	f.links.set()
 	f.w.poll(t0.Add(500 * time.Millisecond))
 	if f.w.gap == nil {
@@ -172,8 +169,9 @@ func TestResyncAfterLinkLossDeliversWhatWasMissedOnce(t *testing.T) {
 	if _, lost := f.w.gap.lost["gw-b"]; !lost {
 		t.Fatalf("gw-b not among the lost servers: %v", f.w.gap.lost)
 	}
-	if want := t0.Add(-gapMargin); !f.w.gap.since.Equal(want) {
-		t.Fatalf("gap since %v, want the last read before the loss less the margin, %v", f.w.gap.since, want)
+	// The link may have been dead, unnoticed, for up to LinkTimeout.
+	if want := t0.Add(500*time.Millisecond - defaultLinkTimeout - linkPoll - gapMargin); !f.w.gap.since.Equal(want) {
+		t.Fatalf("gap since %v, want the loss less the link timeout, a poll and the margin, %v", f.w.gap.since, want)
 	}
 	missed := f.msg(t0.Add(400 * time.Millisecond)) // sent into the broken route
 	local := f.msg(t0.Add(600 * time.Millisecond))  // this gateway's own, live
@@ -188,7 +186,7 @@ func TestResyncAfterLinkLossDeliversWhatWasMissedOnce(t *testing.T) {
 		t.Fatalf("resync ran before gw-b was back: %v delivered", got)
 	}
 	// Back, on a new connection; the resync waits for the links to settle.
-	f.links.set(Link{ID: "route:7", Remote: "gw-b", InBytes: 5})
+	f.links.set(Link{ID: "route:7", Remote: "gw-b"})
 	f.w.poll(t0.Add(3 * time.Second))
 	if len(f.w.gap.lost) != 0 {
 		t.Fatalf("gw-b still lost after it came back: %v", f.w.gap.lost)
@@ -222,7 +220,7 @@ func TestResyncWhileTheServerStaysAway(t *testing.T) {
 	if f.w.gap == nil {
 		t.Fatal("no gap after the route broke")
 	}
-	first := f.msg(t0.Add(time.Second))
+	first := f.msg(t0.Add(-time.Second)) // sent into the dead link
 	f.log.add(first)
 	f.w.maybeResync(context.Background(), t0.Add(gapRetry-time.Millisecond))
 	if got := testutil.ToFloat64(f.g.met.resyncDelivered); got != 0 {
@@ -283,5 +281,14 @@ func TestSeenKeepsIDsWhileAGapIsOpen(t *testing.T) {
 	h.retain(time.Time{})
 	if r.seen("kept", later.Add(dedupWindow+time.Second)) {
 		t.Error("an id was kept after the gap closed")
+	}
+}
+
+// A link timeout the rooms' memory cannot cover is refused at start.
+func TestNewRefusesALinkTimeoutPastTheRoomsMemory(t *testing.T) {
+	l := &memLog{}
+	_, err := New(Config{NATS: natstest.Conn(t), History: l, DurableLog: l, LinkTimeout: time.Minute})
+	if err == nil || !strings.Contains(err.Error(), "LinkTimeout") {
+		t.Fatalf("New with a 1m link timeout: %v", err)
 	}
 }

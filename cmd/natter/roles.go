@@ -83,7 +83,7 @@ func natsLinks(ns *embedded.NATS) func() []gateway.Link {
 		ls := ns.Links()
 		out := make([]gateway.Link, len(ls))
 		for i, l := range ls {
-			out[i] = gateway.Link{ID: l.ID, Remote: l.Remote, InBytes: l.InBytes}
+			out[i] = gateway.Link{ID: l.ID, Remote: l.Remote}
 		}
 		return out
 	}
@@ -301,7 +301,7 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	gw, err := gateway.New(gateway.Config{
 		ID: *g.id, Region: *g.region, NATS: gwConn, History: store, DurableLog: kafkaLog{klog},
 		Open: *g.open, Limits: g.sec.limits, Security: g.sec.security, Registry: reg, Web: web.Handler(), Log: log,
-		PresenceInterval: derefDuration(g.presenceInterval), Links: links,
+		PresenceInterval: derefDuration(g.presenceInterval), Links: links, LinkTimeout: embedded.LinkTimeout,
 		Checks: map[string]func(context.Context) error{"postgres": store.Ping, "kafka": klog.Ping},
 	})
 	if err != nil {
