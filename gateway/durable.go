@@ -230,6 +230,19 @@ func (d *durable) onReply(m *nats.Msg) {
 	}
 }
 
+// soon makes every pending message due at the next resend, with its
+// backoff started again: a NATS link came back, and the messages it held
+// up can reach a bridge now.
+func (d *durable) soon() {
+	now := time.Now()
+	d.mu.Lock()
+	for _, p := range d.pending {
+		p.backoff = firstRetry / 2 // doubled to firstRetry when resent
+		p.next = now
+	}
+	d.mu.Unlock()
+}
+
 func (d *durable) resend(now time.Time) {
 	var due []*pendingSend
 	d.mu.Lock()

@@ -167,3 +167,28 @@ func TestPendingCIDsOutliveTheCap(t *testing.T) {
 		t.Fatal("the pending message's cid was forgotten")
 	}
 }
+
+// When a NATS link comes back, pending messages are due at once and
+// back off from the start again.
+func TestSoonMakesPendingMessagesDueNow(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
+		g := natter.NewIDGen(nil)
+		msg := testMsg(g, "hi")
+		p, err := d.reserve(msg, nil, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fail, _ := json.Marshal(bridge.Reply{ID: msg.ID, Error: "durable log unavailable"})
+		for range 8 {
+			d.onReply(&nats.Msg{Data: fail})
+		}
+		d.soon()
+		d.mu.Lock()
+		next, backoff := time.Until(p.next), p.backoff*2
+		d.mu.Unlock()
+		if next > 0 || backoff != firstRetry {
+			t.Fatalf("after soon: next send in %v with backoff %v, want now and %v", next, backoff, firstRetry)
+		}
+	})
+}

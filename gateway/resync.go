@@ -115,6 +115,9 @@ func (w *linkWatch) poll(now time.Time) {
 				delete(w.gap.lost, l.Remote)
 				w.gap.changed = now
 				w.g.log.Info("nats link back", "remote", l.Remote)
+				// Pending messages may have waited for a bridge on the
+				// other side: resend them now, not at their backoff.
+				w.g.durable.soon()
 			}
 		}
 	}
