@@ -14,6 +14,12 @@ const (
 	DefaultTopic = "natter.messages"
 	// DefaultPersisterGroup is the Kafka consumer group of the persister.
 	DefaultPersisterGroup = "natter-persister"
+	// SubjectGateways carries the gateways' heartbeats within a region,
+	// so each knows the others.
+	SubjectGateways = "natter.gateways"
+	// SubjectFlush is where a gateway resuming a room asks the region's
+	// other gateways for the room's messages not yet durable.
+	SubjectFlush = "natter.flush"
 )
 
 // MsgSubject is the NATS subject carrying room's chat messages.

@@ -253,12 +253,7 @@ func startLoad(t *testing.T, top *topology, rooms []string) *faultRun {
 		}
 	}
 	t.Cleanup(func() { cancel(); fr.done.Wait() })
-	// The load starts once every chatter has joined every room and the
-	// gateways have exchanged presence (one interval, 1 s here): a
-	// gateway's first member of a room resumes without knowing which
-	// other gateways hold messages of the room that are not yet durable,
-	// a narrow window at a room's start that docs/reliability.md
-	// describes and this suite, about faults, leaves out.
+	// The load starts once every chatter has joined every room.
 	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
 		for _, c := range fr.chatters {
 			c.mu.Lock()
@@ -270,7 +265,6 @@ func startLoad(t *testing.T, top *topology, rooms []string) *faultRun {
 		}
 		return nil
 	})
-	time.Sleep(2500 * time.Millisecond)
 	for _, c := range fr.chatters {
 		c.mu.Lock()
 		c.sending = true

@@ -9,8 +9,11 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/natter-chat/natter"
 )
 
 type topology struct {
@@ -414,4 +417,53 @@ func TestRetryOnAnotherGatewayKeepsTheFirstID(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestResumeGetsMessagesNotYetDurable: a member resumes a room on a
+// gateway that has never followed it, just after another gateway's member
+// sent a message the region's bridge has not made durable (the bridge is
+// stopped). The message missed the new member live and is not in the log,
+// yet the resume brings it, and it arrives once, with the id it is acked
+// under.
+func TestResumeGetsMessagesNotYetDurable(t *testing.T) {
+	top := startRegions(t, 1, 2)
+	g0, g1 := top.gateways[0][0], top.gateways[0][1]
+	bob := dial(t, g1)
+	bob.connect("bob")
+	bob.join("fresh", "")
+	since := natter.MinIDAt(time.Now().Add(-time.Second)).String()
+	bridge := top.bridges[0].cmd.Process
+	if err := bridge.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	stopped := true
+	defer func() {
+		if stopped {
+			_ = bridge.Signal(syscall.SIGCONT)
+		}
+	}()
+	bob.sendJSON(map[string]any{"op": "send", "room": "fresh", "cid": "c1", "body": "early"})
+	live := bob.expect("msg") // out live, not durable
+
+	alice := dial(t, g0)
+	alice.connect("alice")
+	if j := alice.join("fresh", since); j.Resumed != 1 {
+		t.Fatalf("resume brought %d messages, want bob's one", j.Resumed)
+	}
+	if m := alice.expect("msg"); m.ID != live.ID || m.Body != "early" {
+		t.Fatalf("alice got %+v, want bob's %s", m, live.ID)
+	}
+	if err := bridge.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	stopped = false
+	if ack := bob.expect("ack"); ack.ID != live.ID {
+		t.Fatalf("acked as %s, delivered as %s", ack.ID, live.ID)
+	}
+	alice.sendJSON(map[string]any{"op": "ping"})
+	for f := alice.next(10 * time.Second); f.Op != "pong"; f = alice.next(10 * time.Second) {
+		if f.Op == "msg" {
+			t.Fatalf("alice got a message again: %+v", f)
+		}
+	}
 }

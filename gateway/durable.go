@@ -10,6 +10,8 @@ import (
 	"encoding/json"
 	"errors"
 	"log/slog"
+	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -285,16 +287,19 @@ func (d *durable) expireCIDs(now time.Time) {
 	}
 }
 
-// inflight returns the done channels of room's messages not yet durable.
-func (d *durable) inflight(room string) []chan struct{} {
+// pendingMsgs returns room's messages that went out live and are not yet
+// durable, by id. Those held back until durable (a client's retry) have
+// not gone out and are left out.
+func (d *durable) pendingMsgs(room string) []natter.Message {
 	d.mu.Lock()
-	defer d.mu.Unlock()
-	var out []chan struct{}
+	var out []natter.Message
 	for _, p := range d.pending {
-		if p.msg.Room == room {
-			out = append(out, p.done)
+		if p.msg.Room == room && !p.liveAfter {
+			out = append(out, p.msg)
 		}
 	}
+	d.mu.Unlock()
+	slices.SortFunc(out, func(a, b natter.Message) int { return strings.Compare(a.ID, b.ID) })
 	return out
 }
 

@@ -239,7 +239,7 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: metrics: %w", err)
 		}
 	}
-	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.inflight, log, met)
+	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.pendingMsgs, log, met)
 	g.framePool.New = func() any { b := make([]byte, 0, frameBufSize); return &b }
 	g.up = websocket.Upgrader{
 		// No read buffer of the upgrader's own: serveWS hands it one
@@ -311,6 +311,9 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	connCtx, stopConns := context.WithCancel(context.Background())
 	defer stopConns()
 	g.mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { g.serveWS(connCtx, w, r) })
+	if err := g.hub.listen(); err != nil {
+		return fmt.Errorf("gateway: nats: %w", err)
+	}
 	durCtx, stopDurable := context.WithCancel(context.Background())
 	durDone := make(chan error, 1)
 	go func() { durDone <- g.durable.run(durCtx) }()
@@ -435,39 +438,18 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 	return nil
 }
 
-// inflightOf is durable.inflight(room) when own is set.
-func (g *Gateway) inflightOf(room string, own bool) []chan struct{} {
-	if !own {
-		return nil
-	}
-	return g.durable.inflight(room)
-}
-
 // resume returns room's messages after since: from the store, then from
-// the log what the store may lack, merged by id.
-// With own, it first waits for this gateway's messages in room that are
-// not yet durable; a resync, whose rooms had them live, does not.
-func (g *Gateway) resume(ctx context.Context, room string, since natter.ID, own bool) ([]natter.Message, bool, error) {
-	start := time.Now()
-	if own {
-		defer func() { g.met.resumeSeconds.Observe(time.Since(start).Seconds()) }()
-	}
+// the log what the store may lack, and the messages this gateway and the
+// region's others sent live but have not seen durable yet (flush.go),
+// merged by id.
+func (g *Gateway) resume(ctx context.Context, room string, since natter.ID) ([]natter.Message, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	// Messages this gateway published live before the caller's room
-	// subscription existed may still be on their way to the log; wait for
-	// them so the log read below sees them.
-	for _, done := range g.inflightOf(room, own) {
-		select {
-		case <-done:
-		case <-ctx.Done():
-			return nil, false, fmt.Errorf("resume %s: waiting for the durable log: %w", room, ctx.Err())
-		}
-	}
-	// Likewise for the other gateways of the region.
-	if err := g.hub.flush(ctx, room); err != nil {
+	flushed, err := g.hub.flush(ctx, room)
+	if err != nil {
 		return nil, false, fmt.Errorf("resume %s: flush: %w", room, err)
 	}
+	flushed = append(flushed, g.durable.pendingMsgs(room)...)
 	limit := g.cfg.Limits.ResumeMax
 	tail, err := g.cfg.DurableLog.Mark(ctx, room, since)
 	if err != nil {
@@ -481,11 +463,12 @@ func (g *Gateway) resume(ctx context.Context, room string, since natter.ID, own 
 	if err != nil {
 		return nil, false, fmt.Errorf("resume %s: %w", room, err)
 	}
-	seen := make(map[string]struct{}, len(stored)+len(logged))
-	all := make([]natter.Message, 0, len(stored)+len(logged))
-	for _, set := range [][]natter.Message{stored, logged} {
+	sinceID := since.String()
+	seen := make(map[string]struct{}, len(stored)+len(logged)+len(flushed))
+	all := make([]natter.Message, 0, len(stored)+len(logged)+len(flushed))
+	for _, set := range [][]natter.Message{stored, logged, flushed} {
 		for _, m := range set {
-			if _, ok := seen[m.ID]; !ok {
+			if _, ok := seen[m.ID]; !ok && m.ID > sinceID {
 				seen[m.ID] = struct{}{}
 				all = append(all, m)
 			}

@@ -28,14 +28,13 @@ import (
 // sends when it starts following a room. A gateway not heard from for
 // three intervals is taken to be gone and its members leave.
 type event struct {
-	T     string   `json:"t"` // join, leave, typing, state, sync, flush
+	T     string   `json:"t"` // join, leave, typing, state, sync
 	User  string   `json:"user,omitempty"`
 	Users []string `json:"users,omitempty"`
 	GW    string   `json:"gw"`
 	// Region is the region of the gateway that sent the event; bridges
 	// federate only their own region's events.
 	Region string `json:"region"`
-	Reply  string `json:"reply,omitempty"`
 }
 
 type remoteGW struct {
@@ -102,9 +101,12 @@ type hub struct {
 	log      *slog.Logger
 	met      *metrics
 	interval time.Duration
-	// inflight returns the done channels of a room's messages not yet
-	// durable (the durable hop's), for flush requests.
-	inflight func(room string) []chan struct{}
+	// pendingOf returns room's messages accepted here, sent live and not
+	// yet durable, for flush requests (flush.go).
+	pendingOf func(room string) []natter.Message
+
+	peersMu sync.Mutex
+	peers   map[string]time.Time // the region's other gateways, last heard
 
 	mu    sync.Mutex // guards rooms; taken before room.mu
 	rooms map[string]*room
@@ -115,8 +117,9 @@ type hub struct {
 	retainFrom atomic.Int64
 }
 
-func newHub(nc *nats.Conn, gwID, region string, interval time.Duration, inflight func(string) []chan struct{}, log *slog.Logger, met *metrics) *hub {
-	return &hub{nc: nc, gwID: gwID, region: region, interval: interval, inflight: inflight, log: log, met: met, rooms: make(map[string]*room)}
+func newHub(nc *nats.Conn, gwID, region string, interval time.Duration, pendingOf func(string) []natter.Message, log *slog.Logger, met *metrics) *hub {
+	return &hub{nc: nc, gwID: gwID, region: region, interval: interval, pendingOf: pendingOf, log: log, met: met,
+		rooms: make(map[string]*room), peers: make(map[string]time.Time)}
 }
 
 // run announces this gateway's members of every room each interval and
@@ -129,6 +132,7 @@ func (h *hub) run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case now := <-t.C:
+			h.beat(now, false)
 			h.mu.Lock()
 			rooms := make([]*room, 0, len(h.rooms))
 			for _, r := range h.rooms {
@@ -330,29 +334,8 @@ func (r *room) onEvent(h *hub, data []byte) {
 		r.mu.RLock()
 		r.fanoutLocked(h, protocol.Encode(protocol.Typing{Op: protocol.OpTyping, Room: r.name, User: e.User}), "", e.User)
 		r.mu.RUnlock()
-	case "flush":
-		// Another gateway is resuming a client in this room: answer once
-		// every message accepted here so far is in the durable log.
-		if !strings.HasPrefix(e.Reply, "_INBOX.") {
-			return
-		}
-		pending := h.inflight(r.name)
-		go func() {
-			for _, done := range pending {
-				select {
-				case <-done:
-				case <-time.After(flushWait):
-					return
-				}
-			}
-			_ = h.nc.Publish(e.Reply, []byte(h.gwID))
-		}()
 	}
 }
-
-// flushWait bounds how long a gateway waits for its own pending messages
-// when another gateway asks it to flush a room.
-const flushWait = 5 * time.Second
 
 // remoteLocked returns gateway gw's entry, creating it. r.mu held.
 func (r *room) remoteLocked(gw string) *remoteGW {
@@ -525,45 +508,4 @@ func (r *room) fanoutLocked(h *hub, frame []byte, id, skip string) {
 		n++
 	}
 	h.met.deliveries.Add(float64(n))
-}
-
-// flush asks the other gateways with members in room to answer once the
-// messages they accepted so far are durable, and waits for their answers
-// (at most flushWait). Resume calls it so the log read after it holds
-// every message published before the resuming connection subscribed.
-func (h *hub) flush(ctx context.Context, name string) error {
-	h.mu.Lock()
-	r := h.rooms[name]
-	h.mu.Unlock()
-	if r == nil {
-		return nil
-	}
-	want := r.remoteGateways()
-	if len(want) == 0 {
-		return nil
-	}
-	inbox := h.nc.NewRespInbox()
-	sub, err := h.nc.SubscribeSync(inbox)
-	if err != nil {
-		return err
-	}
-	defer sub.Unsubscribe() //nolint:errcheck // best effort
-	h.publishEvent(name, event{T: "flush", GW: h.gwID, Reply: inbox})
-	waiting := make(map[string]struct{}, len(want))
-	for _, gw := range want {
-		waiting[gw] = struct{}{}
-	}
-	ctx, cancel := context.WithTimeout(ctx, flushWait)
-	defer cancel()
-	for len(waiting) > 0 {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			// A gateway that does not answer is gone or overloaded; its
-			// acked messages are in the log anyway.
-			h.log.Warn("flush: gateways did not answer", "room", name, "missing", len(waiting))
-			return nil
-		}
-		delete(waiting, string(m.Data))
-	}
-	return nil
 }

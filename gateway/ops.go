@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/natter-chat/natter"
 	"github.com/natter-chat/natter/protocol"
@@ -101,7 +102,9 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		c.release(f.Room, [][]byte{protocol.Encode(joined)}, nil)
 		return
 	}
-	msgs, more, err := c.g.resume(ctx, f.Room, since, true)
+	start := time.Now()
+	msgs, more, err := c.g.resume(ctx, f.Room, since)
+	c.g.met.resumeSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.g.log.Warn("resume", "room", f.Room, "err", err)
 		delete(c.rooms, f.Room)

@@ -218,7 +218,7 @@ func (g *Gateway) resync(ctx context.Context, since natter.ID) {
 func (g *Gateway) resyncRoom(ctx context.Context, name string, since natter.ID) (int, error) {
 	n := 0
 	for {
-		msgs, more, err := g.resume(ctx, name, since, false)
+		msgs, more, err := g.resume(ctx, name, since)
 		if err != nil {
 			return n, err
 		}

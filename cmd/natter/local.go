@@ -106,6 +106,12 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 			}
 			urls = append(urls, fmt.Sprintf("%-14s %-8s http://%s", id, region, addr))
 		}
+		// The bridge connects to the gateways' NATS servers at once.
+		for _, c := range children[len(children)-len(hosts):] {
+			if err := waitReady(ctx, c); err != nil {
+				return err
+			}
+		}
 		maddr := fmt.Sprintf("127.0.0.%d:9101", 100+r)
 		if err := start(region+"-bridge", "http://"+maddr+"/healthz", append([]string{"bridge", "--region", region,
 			"--nats-url", strings.Join(natsURLs, ","), "--redis-url", *redisURL, "--addr", maddr}, common...)...); err != nil {

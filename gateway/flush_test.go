@@ -1,0 +1,93 @@
+package gateway
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/embedded"
+)
+
+// twoHubs are two gateways' hubs on one NATS server, each with its own
+// connection, as two gateways of a region are.
+func twoHubs(t *testing.T, pendingB func(string) []natter.Message) (a, b *hub) {
+	t.Helper()
+	ns, err := embedded.StartNATS(embedded.NATSConfig{DontListen: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = ns.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	mk := func(id string, pending func(string) []natter.Message) *hub {
+		nc, err := ns.Connect(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		h := newHub(nc, id, "local", time.Second, pending, log, newMetrics())
+		if err := h.listen(); err != nil {
+			t.Fatal(err)
+		}
+		return h
+	}
+	none := func(string) []natter.Message { return nil }
+	b = mk("gw-b", pendingB)
+	a = mk("gw-a", none)
+	waitFor(t, func() bool { return len(a.peerList()) == 1 && len(b.peerList()) == 1 }, "the hubs to hear of each other")
+	return a, b
+}
+
+// A resume gets another gateway's messages that are not durable yet,
+// however many, even when that gateway has no members it has told about.
+func TestFlushReturnsTheOtherGatewaysPendingMessages(t *testing.T) {
+	gen := natter.NewIDGen(nil)
+	var want []natter.Message
+	for i := range 5 {
+		want = append(want, natter.Message{ID: gen.Next().String(), Room: "r", User: "bob", Body: strings.Repeat(string(rune('a'+i)), 100<<10), Region: "local"})
+	}
+	other := natter.Message{ID: gen.Next().String(), Room: "elsewhere", User: "bob", Body: "x"}
+	a, _ := twoHubs(t, func(room string) []natter.Message {
+		if room == "r" {
+			return want // 500 KiB: more than one answer
+		}
+		return []natter.Message{other}
+	})
+	got, err := a.flush(context.Background(), "r")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("flush returned %d messages, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i].ID != want[i].ID || got[i].Body != want[i].Body {
+			t.Fatalf("message %d: got %s (%d bytes), want %s", i, got[i].ID, len(got[i].Body), want[i].ID)
+		}
+	}
+}
+
+// With no other gateway in the region, a flush asks nobody.
+func TestFlushAloneAsksNobody(t *testing.T) {
+	h := newHub(nil, "gw", "local", time.Second, nil, nil, newMetrics())
+	got, err := h.flush(context.Background(), "r")
+	if err != nil || got != nil {
+		t.Fatalf("flush alone: %v, %v", got, err)
+	}
+}
+
+// A gateway silent for three intervals is forgotten.
+func TestSilentGatewaysAreForgotten(t *testing.T) {
+	a, _ := twoHubs(t, func(string) []natter.Message { return nil })
+	a.beat(time.Now().Add(2*time.Second), false)
+	if len(a.peerList()) != 1 {
+		t.Fatal("a gateway heard from 2 s (two intervals) ago was forgotten")
+	}
+	a.beat(time.Now().Add(4*time.Second), false)
+	if len(a.peerList()) != 0 {
+		t.Fatalf("a gateway silent for 4 intervals is still known: %v", a.peerList())
+	}
+}
