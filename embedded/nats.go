@@ -192,19 +192,23 @@ type Link struct {
 
 // Links lists the server's route and leaf-node connections. A pooled
 // route to one server shows as several links.
-func (n *NATS) Links() []Link {
-	var out []Link
-	if rz, err := n.srv.Routez(nil); err == nil {
-		for _, r := range rz.Routes {
-			out = append(out, Link{ID: "route:" + strconv.FormatUint(r.Rid, 10), Remote: orDefault(r.RemoteName, r.RemoteID)})
-		}
+func (n *NATS) Links() ([]Link, error) {
+	rz, err := n.srv.Routez(nil)
+	if err != nil {
+		return nil, fmt.Errorf("nats: routes: %w", err)
 	}
-	if lz, err := n.srv.Leafz(nil); err == nil {
-		for _, l := range lz.Leafs {
-			out = append(out, Link{ID: "leaf:" + strconv.FormatUint(l.ID, 10), Remote: l.Name})
-		}
+	lz, err := n.srv.Leafz(nil)
+	if err != nil {
+		return nil, fmt.Errorf("nats: leaf nodes: %w", err)
 	}
-	return out
+	out := make([]Link, 0, len(rz.Routes)+len(lz.Leafs))
+	for _, r := range rz.Routes {
+		out = append(out, Link{ID: "route:" + strconv.FormatUint(r.Rid, 10), Remote: orDefault(r.RemoteName, r.RemoteID)})
+	}
+	for _, l := range lz.Leafs {
+		out = append(out, Link{ID: "leaf:" + strconv.FormatUint(l.ID, 10), Remote: l.Name})
+	}
+	return out, nil
 }
 
 // LeafNodes returns the number of leaf-node connections.

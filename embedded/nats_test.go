@@ -116,8 +116,9 @@ func TestNATSLinksFollowTheRoutes(t *testing.T) {
 	a := startNATS(t, NATSConfig{ServerName: "a", ClusterName: "natter-test", ClusterAdvertise: "127.0.0.1:1"})
 	b := startNATS(t, NATSConfig{ServerName: "b", ClusterName: "natter-test", Routes: []string{a.ClusterURL()}})
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		la, lb := a.Links(), b.Links()
-		if len(la) == 0 || len(lb) == 0 {
+		la, erra := a.Links()
+		lb, errb := b.Links()
+		if erra != nil || errb != nil || len(la) == 0 || len(lb) == 0 {
 			return fmt.Errorf("links: a=%v b=%v", la, lb)
 		}
 		for _, l := range la {
@@ -134,7 +135,7 @@ func TestNATSLinksFollowTheRoutes(t *testing.T) {
 	})
 	b.Close()
 	checkFor(t, 10*time.Second, 20*time.Millisecond, func() error {
-		if la := a.Links(); len(la) != 0 {
+		if la, err := a.Links(); err != nil || len(la) != 0 {
 			return fmt.Errorf("a still lists %v after b closed", la)
 		}
 		return nil

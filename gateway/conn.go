@@ -29,6 +29,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/natter-chat/natter"
 	"github.com/natter-chat/natter/protocol"
 )
 
@@ -87,11 +88,15 @@ type conn struct {
 	spare    [][]byte
 	queued   int // bytes in queue
 	resuming map[string]*resumeBuf
-	closing  string // reason, once the connection is to be closed
-	flushing bool   // the flush loop runs; never two at once
-	dead     bool   // the write side has ended and closed the socket
-	ping     *time.Timer
-	done     chan struct{} // closed when the write side has ended
+	// resumed holds the ids this connection's resumes brought during NATS
+	// link gap resumedGap (resync.go), so the gap's resync skips them.
+	resumed    map[string]struct{}
+	resumedGap int64
+	closing    string // reason, once the connection is to be closed
+	flushing   bool   // the flush loop runs; never two at once
+	dead       bool   // the write side has ended and closed the socket
+	ping       *time.Timer
+	done       chan struct{} // closed when the write side has ended
 
 	writeDeadline time.Time // flush loop only
 }
@@ -526,4 +531,34 @@ func (c *conn) closeReason() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closing
+}
+
+// noteResumed records the ids a resume brought, if a NATS link gap is
+// open.
+func (c *conn) noteResumed(gap int64, msgs []natter.Message) {
+	if gap == 0 || len(msgs) == 0 {
+		return
+	}
+	c.mu.Lock()
+	if c.resumedGap != gap {
+		c.resumed, c.resumedGap = make(map[string]struct{}, len(msgs)), gap
+	}
+	for _, m := range msgs {
+		c.resumed[m.ID] = struct{}{}
+	}
+	c.mu.Unlock()
+}
+
+// resumedInGap reports whether a resume during gap brought id.
+func (c *conn) resumedInGap(gap int64, id string) bool {
+	if gap == 0 {
+		return false
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.resumedGap != gap {
+		return false
+	}
+	_, ok := c.resumed[id]
+	return ok
 }

@@ -15,7 +15,8 @@
 //
 // The region's gateways know each other from heartbeats on
 // SubjectGateways (every presence interval, and at once in answer to a
-// newcomer's hello).
+// newcomer's hello). Only they are asked: presence also names other
+// regions' gateways, which never answer.
 
 package gateway
 
@@ -32,6 +33,9 @@ import (
 const (
 	// flushWait bounds how long a resume waits for the region's gateways.
 	flushWait = 5 * time.Second
+	// peerWait bounds how long a starting gateway waits to hear of the
+	// region's others (alone in its region, it waits this long).
+	peerWait = time.Second
 	// flushChunk bounds one answer message; a longer answer is sent in
 	// several, well below NATS's 1 MB payload limit.
 	flushChunk = 256 << 10
@@ -47,6 +51,13 @@ type flushAnswer struct {
 	GW   string           `json:"gw"`
 	Msgs []natter.Message `json:"msgs,omitempty"`
 	Done bool             `json:"done"`
+}
+
+// flushChunkOut is a flushAnswer as sent, its messages encoded already.
+type flushChunkOut struct {
+	GW   string            `json:"gw"`
+	Msgs []json.RawMessage `json:"msgs,omitempty"`
+	Done bool              `json:"done"`
 }
 
 type beatMsg struct {
@@ -104,6 +115,14 @@ func (h *hub) onBeat(m *nats.Msg) {
 	}
 }
 
+// awaitPeers waits until another gateway has answered the hello, or d.
+func (h *hub) awaitPeers(ctx context.Context, d time.Duration) {
+	deadline := time.Now().Add(d)
+	for len(h.peerList()) == 0 && time.Now().Before(deadline) && ctx.Err() == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
 // peerList returns the region's other gateways heard from lately.
 func (h *hub) peerList() []string {
 	h.peersMu.Lock()
@@ -116,28 +135,39 @@ func (h *hub) peerList() []string {
 }
 
 // onFlush answers another gateway's flush request with this gateway's
-// messages of the room that are not yet durable, in chunks.
+// messages of the room that are not yet durable, in chunks sized by their
+// encoding, the last marked done.
 func (h *hub) onFlush(m *nats.Msg) {
 	var req flushRequest
 	if json.Unmarshal(m.Data, &req) != nil || req.GW == h.gwID || !natter.ValidRoom(req.Room) || !validInbox(req.Reply) {
 		return
 	}
-	msgs := h.pendingOf(req.Room)
-	for {
-		n, size := 0, 0
-		for n < len(msgs) && (n == 0 || size+len(msgs[n].Body)+256 <= flushChunk) {
-			size += len(msgs[n].Body) + 256 // the envelope's fields, roughly
-			n++
-		}
-		data, _ := json.Marshal(flushAnswer{GW: h.gwID, Msgs: msgs[:n], Done: n == len(msgs)})
+	send := func(msgs []json.RawMessage, done bool) bool {
+		data, _ := json.Marshal(flushChunkOut{GW: h.gwID, Msgs: msgs, Done: done})
 		if err := h.nc.Publish(req.Reply, data); err != nil {
 			h.log.Warn("flush answer", "room", req.Room, "to", req.GW, "err", err)
-			return
+			return false
 		}
-		msgs = msgs[n:]
-		if len(msgs) == 0 {
-			return
+		return true
+	}
+	var chunk []json.RawMessage
+	size := 0
+	for _, msg := range h.pendingOf(req.Room) {
+		b, err := json.Marshal(msg)
+		if err != nil {
+			continue
 		}
+		if len(chunk) > 0 && size+len(b) > flushChunk {
+			if !send(chunk, false) {
+				break // the asker stops waiting for us at its timeout
+			}
+			chunk, size = nil, 0
+		}
+		chunk = append(chunk, b)
+		size += len(b) + 1
+	}
+	if !send(chunk, true) && len(chunk) > 0 {
+		send(nil, true) // at least say we are done
 	}
 }
 
@@ -146,22 +176,15 @@ func validInbox(s string) bool {
 	return len(s) > len(prefix) && len(s) <= 128 && s[:len(prefix)] == prefix
 }
 
-// flush asks every other gateway of the region (those heard from lately,
-// and those with members in room) for room's messages not yet durable,
-// and returns them once all have answered or flushWait has passed: a
-// gateway that does not answer in time is gone or cut off, and whatever
-// it accepted reaches this gateway's members later, through a client's
-// resend or a resync.
-func (h *hub) flush(ctx context.Context, name string) ([]natter.Message, error) {
+// flush asks every other gateway of the region heard from lately, but
+// those in skip, for room's messages not yet durable, and returns them
+// once all have answered or flushWait has passed: a gateway that does not
+// answer in time is gone or cut off, and whatever it accepted reaches this
+// gateway's members later, through a client's resend or a resync.
+func (h *hub) flush(ctx context.Context, name string, skip map[string]struct{}) ([]natter.Message, error) {
 	waiting := make(map[string]struct{})
 	for _, gw := range h.peerList() {
-		waiting[gw] = struct{}{}
-	}
-	h.mu.Lock()
-	r := h.rooms[name]
-	h.mu.Unlock()
-	if r != nil {
-		for _, gw := range r.remoteGateways() {
+		if _, ok := skip[gw]; !ok {
 			waiting[gw] = struct{}{}
 		}
 	}
@@ -189,6 +212,9 @@ func (h *hub) flush(ctx context.Context, name string) ([]natter.Message, error) 
 		}
 		var a flushAnswer
 		if json.Unmarshal(m.Data, &a) != nil {
+			continue
+		}
+		if _, skipped := skip[a.GW]; skipped {
 			continue
 		}
 		for _, msg := range a.Msgs {

@@ -46,17 +46,19 @@ func twoHubs(t *testing.T, pendingB func(string) []natter.Message) (a, b *hub) {
 func TestFlushReturnsTheOtherGatewaysPendingMessages(t *testing.T) {
 	gen := natter.NewIDGen(nil)
 	var want []natter.Message
-	for i := range 5 {
-		want = append(want, natter.Message{ID: gen.Next().String(), Room: "r", User: "bob", Body: strings.Repeat(string(rune('a'+i)), 100<<10), Region: "local"})
+	for range 300 {
+		// '<' is 6 bytes in JSON: 300 × 24 KiB encoded, far more than
+		// one NATS message may carry.
+		want = append(want, natter.Message{ID: gen.Next().String(), Room: "r", User: "bob", Body: strings.Repeat("<", 4<<10), Region: "local"})
 	}
 	other := natter.Message{ID: gen.Next().String(), Room: "elsewhere", User: "bob", Body: "x"}
 	a, _ := twoHubs(t, func(room string) []natter.Message {
 		if room == "r" {
-			return want // 500 KiB: more than one answer
+			return want
 		}
 		return []natter.Message{other}
 	})
-	got, err := a.flush(context.Background(), "r")
+	got, err := a.flush(context.Background(), "r", nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +75,7 @@ func TestFlushReturnsTheOtherGatewaysPendingMessages(t *testing.T) {
 // With no other gateway in the region, a flush asks nobody.
 func TestFlushAloneAsksNobody(t *testing.T) {
 	h := newHub(nil, "gw", "local", time.Second, nil, nil, newMetrics())
-	got, err := h.flush(context.Background(), "r")
+	got, err := h.flush(context.Background(), "r", nil)
 	if err != nil || got != nil {
 		t.Fatalf("flush alone: %v, %v", got, err)
 	}

@@ -153,7 +153,7 @@ type Config struct {
 	// servers. When set, the gateway watches them and, after one breaks,
 	// resyncs its rooms from the durable log (resync.go). Nil: the NATS
 	// server has no links (one process) or is not the gateway's to watch.
-	Links func() []Link
+	Links func() ([]Link, error)
 	// LinkTimeout is how long a link that went dead may stay open before
 	// the NATS server closes it (its ping timeout): a resync reaches back
 	// that far before the loss (10s).
@@ -239,7 +239,7 @@ func New(cfg Config) (*Gateway, error) {
 			return nil, fmt.Errorf("gateway: metrics: %w", err)
 		}
 	}
-	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.durable.pendingMsgs, log, met)
+	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.pendingLive, log, met)
 	g.framePool.New = func() any { b := make([]byte, 0, frameBufSize); return &b }
 	g.up = websocket.Upgrader{
 		// No read buffer of the upgrader's own: serveWS hands it one
@@ -313,6 +313,12 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	g.mux.HandleFunc("GET /ws", func(w http.ResponseWriter, r *http.Request) { g.serveWS(connCtx, w, r) })
 	if err := g.hub.listen(); err != nil {
 		return fmt.Errorf("gateway: nats: %w", err)
+	}
+	if g.cfg.Links != nil {
+		// A gateway in a cluster learns the region's others from their
+		// answers to its hello before it takes clients: a resume that
+		// asked nobody would miss their messages not yet durable.
+		g.hub.awaitPeers(ctx, peerWait)
 	}
 	durCtx, stopDurable := context.WithCancel(context.Background())
 	durDone := make(chan error, 1)
@@ -438,18 +444,28 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 	return nil
 }
 
+// pendingLive returns room's messages this gateway sent live and has not
+// seen durable. Under pubMu: a message reserved is also published live
+// before anyone can see it here, so a resume that returns it holds its
+// live copy too, and drops it.
+func (g *Gateway) pendingLive(room string) []natter.Message {
+	g.pubMu.Lock()
+	defer g.pubMu.Unlock()
+	return g.durable.pendingMsgs(room)
+}
+
 // resume returns room's messages after since: from the store, then from
 // the log what the store may lack, and the messages this gateway and the
 // region's others sent live but have not seen durable yet (flush.go),
-// merged by id.
-func (g *Gateway) resume(ctx context.Context, room string, since natter.ID) ([]natter.Message, bool, error) {
+// merged by id. Gateways in skip are not asked (a resync's lost ones).
+func (g *Gateway) resume(ctx context.Context, room string, since natter.ID, skip map[string]struct{}) ([]natter.Message, bool, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	flushed, err := g.hub.flush(ctx, room)
+	flushed, err := g.hub.flush(ctx, room, skip)
 	if err != nil {
 		return nil, false, fmt.Errorf("resume %s: flush: %w", room, err)
 	}
-	flushed = append(flushed, g.durable.pendingMsgs(room)...)
+	flushed = append(flushed, g.pendingLive(room)...)
 	limit := g.cfg.Limits.ResumeMax
 	tail, err := g.cfg.DurableLog.Mark(ctx, room, since)
 	if err != nil {

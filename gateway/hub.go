@@ -115,6 +115,11 @@ type hub struct {
 	// delivered at or after it past dedupWindow: set while a NATS link
 	// gap is open (resync.go).
 	retainFrom atomic.Int64
+	// gap is the open NATS link gap's number (0: none), from gapSeq:
+	// connections note the ids their resumes brought during a gap, so
+	// its resync does not bring them again (conn.noteResumed).
+	gap    atomic.Int64
+	gapSeq atomic.Int64
 }
 
 func newHub(nc *nats.Conn, gwID, region string, interval time.Duration, pendingOf func(string) []natter.Message, log *slog.Logger, met *metrics) *hub {
@@ -395,17 +400,6 @@ func (r *room) expire(h *hub, cutoff time.Time) {
 	}
 }
 
-// remoteGateways returns the other gateways with members in the room.
-func (r *room) remoteGateways() []string {
-	r.mu.RLock()
-	defer r.mu.RUnlock()
-	out := make([]string, 0, len(r.remote))
-	for gw := range r.remote {
-		out = append(out, gw)
-	}
-	return out
-}
-
 func (r *room) localUsers() []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
@@ -452,9 +446,13 @@ func without(set map[string]struct{}, u string) map[string]struct{} {
 func (h *hub) retain(t time.Time) {
 	if t.IsZero() {
 		h.retainFrom.Store(0)
+		h.gap.Store(0)
 		return
 	}
 	h.retainFrom.Store(t.Add(-gapMargin).UnixNano())
+	if h.gap.Load() == 0 {
+		h.gap.Store(h.gapSeq.Add(1))
+	}
 }
 
 // names returns the rooms with local members.
@@ -479,11 +477,21 @@ func (h *hub) redeliver(name string, msgs []natter.Message) int {
 	}
 	n := 0
 	now := time.Now()
+	gap := h.gap.Load()
 	for _, m := range msgs {
 		if r.seen(m.ID, now) {
 			continue
 		}
-		r.fanout(h, encodeMsg(m), m.ID, "")
+		frame := encodeMsg(m)
+		r.mu.RLock()
+		for c := range r.conns {
+			// A member that joined with since during the gap may have had
+			// it from its resume.
+			if !c.resumedInGap(gap, m.ID) {
+				c.deliver(r.name, frame, m.ID)
+			}
+		}
+		r.mu.RUnlock()
 		n++
 	}
 	h.met.resyncDelivered.Add(float64(n))

@@ -103,7 +103,7 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		return
 	}
 	start := time.Now()
-	msgs, more, err := c.g.resume(ctx, f.Room, since)
+	msgs, more, err := c.g.resume(ctx, f.Room, since, nil)
 	c.g.met.resumeSeconds.Observe(time.Since(start).Seconds())
 	if err != nil {
 		c.g.log.Warn("resume", "room", f.Room, "err", err)
@@ -113,6 +113,7 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		c.sendError(protocol.CodeUnavailable, "history is unavailable; retry the join", ref(f))
 		return
 	}
+	c.noteResumed(c.g.hub.gap.Load(), msgs)
 	joined.Resumed, joined.More = len(msgs), more
 	first := make([][]byte, 0, len(msgs)+1)
 	first = append(first, protocol.Encode(joined))

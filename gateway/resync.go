@@ -55,29 +55,45 @@ const (
 
 // gap is an open loss: messages since since may have missed this gateway.
 type gap struct {
-	since   time.Time
-	lost    map[string]struct{} // servers whose link broke and is not back
+	since time.Time
+	// lost holds the servers a link to which broke, with the number of
+	// links to each before: a server is back once it has that many again
+	// (a route pool carries a room's traffic on one of its links).
+	lost    map[string]int
 	opened  time.Time
 	changed time.Time // last loss or return
-	synced  time.Time // last resync
+	synced  time.Time // start of the last resync
 }
 
-// linkWatch runs the resync. Only its own goroutine touches its fields.
+// resyncJob is one resync the watcher started.
+type resyncJob struct {
+	since   time.Time
+	skip    map[string]struct{} // lost servers: not asked to flush
+	started time.Time
+	final   bool // close the gap after it, if nothing changed meanwhile
+}
+
+// linkWatch runs the resync. Only its own goroutine touches its fields;
+// a resync runs on a goroutine of its own, so the links are watched
+// throughout.
 type linkWatch struct {
 	g     *Gateway
-	links func() []Link
+	links func() ([]Link, error)
 	// reach is how far before a link's loss was noticed a message lost
 	// with it may have been sent: the time a dead link can stay open
 	// (until pings close it), one poll, and the clock margin.
-	reach time.Duration
-	known map[string]string // link id → remote server
-	gap   *gap
+	reach   time.Duration
+	known   map[string]string // link id → remote server
+	gap     *gap
+	running *resyncJob
 }
 
-func newLinkWatch(g *Gateway, links func() []Link, timeout time.Duration) *linkWatch {
+func newLinkWatch(g *Gateway, links func() ([]Link, error), timeout time.Duration) *linkWatch {
 	w := &linkWatch{g: g, links: links, reach: timeout + linkPoll + gapMargin, known: make(map[string]string)}
-	for _, l := range links() {
-		w.known[l.ID] = l.Remote
+	if ls, err := links(); err == nil {
+		for _, l := range ls {
+			w.known[l.ID] = l.Remote
+		}
 	}
 	return w
 }
@@ -86,102 +102,150 @@ func newLinkWatch(g *Gateway, links func() []Link, timeout time.Duration) *linkW
 func (w *linkWatch) run(ctx context.Context) {
 	t := time.NewTicker(linkPoll)
 	defer t.Stop()
+	done := make(chan *resyncJob, 1)
+	defer func() {
+		if w.running != nil {
+			<-done
+		}
+		w.g.hub.retain(time.Time{})
+	}()
 	for {
 		select {
 		case <-ctx.Done():
-			w.g.hub.retain(time.Time{})
 			return
-		case now := <-t.C:
+		case job := <-done:
+			w.finish(job, time.Now())
+		case <-t.C:
+			// The time now, not the tick's: after a busy spell the tick
+			// may be old, and a gap's start is reckoned from it.
+			now := time.Now()
 			w.poll(now)
-			w.maybeResync(ctx, now)
+			if job := w.due(now); job != nil {
+				go func() {
+					w.g.resync(ctx, natter.MinIDAt(job.since), job.skip)
+					done <- job
+				}()
+			}
 		}
+	}
+}
+
+// maybeResync is run's resync step done in line, for tests.
+func (w *linkWatch) maybeResync(ctx context.Context, now time.Time) {
+	if job := w.due(now); job != nil {
+		w.g.resync(ctx, natter.MinIDAt(job.since), job.skip)
+		w.finish(job, now)
 	}
 }
 
 // poll compares the links with the last poll's.
 func (w *linkWatch) poll(now time.Time) {
-	cur := w.links()
+	cur, err := w.links()
+	if err != nil {
+		w.g.log.Warn("nats links", "err", err)
+		return // not a loss: try again at the next poll
+	}
 	present := make(map[string]struct{}, len(cur))
-	up := make(map[string]struct{}, len(cur))
+	count := make(map[string]int, len(cur))
 	for _, l := range cur {
 		present[l.ID] = struct{}{}
-		up[l.Remote] = struct{}{}
-		if _, ok := w.known[l.ID]; ok {
-			continue
+		count[l.Remote]++
+		if _, ok := w.known[l.ID]; !ok {
+			w.known[l.ID] = l.Remote
 		}
-		w.known[l.ID] = l.Remote
-		if w.gap != nil {
-			if _, lost := w.gap.lost[l.Remote]; lost {
-				delete(w.gap.lost, l.Remote)
-				w.gap.changed = now
-				w.g.log.Info("nats link back", "remote", l.Remote)
-				// Pending messages may have waited for a bridge on the
-				// other side: resend them now, not at their backoff.
-				w.g.durable.soon()
-			}
-		}
+	}
+	before := make(map[string]int, len(w.known))
+	for _, remote := range w.known {
+		before[remote]++
 	}
 	for id, remote := range w.known {
 		if _, ok := present[id]; ok {
 			continue
 		}
 		delete(w.known, id)
-		_, stillUp := up[remote]
-		w.lose(remote, stillUp, now)
+		w.lose(remote, before[remote], now)
+	}
+	if w.gap == nil {
+		return
+	}
+	for remote, want := range w.gap.lost {
+		if count[remote] >= want {
+			delete(w.gap.lost, remote)
+			w.gap.changed = now
+			w.g.log.Info("nats link back", "remote", remote)
+			// Pending messages may have waited for a bridge on the other
+			// side: resend them now, not at their backoff.
+			w.g.durable.soon()
+		}
 	}
 }
 
-// lose opens (or widens) the gap for a link to remote that is gone. A
-// link can die silently and stay open until pings close it, and what the
-// other side sent into it meanwhile is lost: the gap reaches back that
-// far. A server with another link still up (route pools hold several) is
-// not lost, but its broken link may still have dropped messages.
-func (w *linkWatch) lose(remote string, stillUp bool, now time.Time) {
+// lose opens (or widens) the gap for a link to remote that is gone, which
+// had links links before. A link can die silently and stay open until
+// pings close it, and what the other side sent into it meanwhile is lost:
+// the gap reaches back that far.
+func (w *linkWatch) lose(remote string, links int, now time.Time) {
 	since := now.Add(-w.reach)
 	if w.gap == nil {
-		w.gap = &gap{since: since, lost: make(map[string]struct{}), opened: now}
+		w.gap = &gap{since: since, lost: make(map[string]int), opened: now}
 		w.g.met.linkGaps.Inc()
+		w.g.hub.retain(since)
 	}
 	w.gap.changed = now
-	if !stillUp {
-		w.gap.lost[remote] = struct{}{}
-	}
-	w.g.hub.retain(w.gap.since)
+	w.gap.lost[remote] = max(w.gap.lost[remote], links)
 	w.g.log.Warn("nats link lost; will resync its rooms from the log", "remote", remote, "since", w.gap.since.Format(time.RFC3339Nano))
 }
 
-// maybeResync resyncs when the gap has settled, or again while a lost
-// server stays away, and closes the gap when it may.
-func (w *linkWatch) maybeResync(ctx context.Context, now time.Time) {
+// due returns the resync to start now, if any: when the gap has settled
+// with every lost server back, again every gapRetry while one stays away,
+// and a last one once the gap is gapMax old.
+func (w *linkWatch) due(now time.Time) *resyncJob {
 	gp := w.gap
-	if gp == nil {
-		return
+	if gp == nil || w.running != nil {
+		return nil
 	}
 	back := len(gp.lost) == 0
 	expired := now.Sub(gp.opened) >= gapMax
-	due := back && now.Sub(gp.changed) >= gapSettle
 	last := gp.opened
 	if gp.synced.After(last) {
 		last = gp.synced
 	}
+	settled := back && now.Sub(gp.changed) >= gapSettle
 	retry := !back && now.Sub(last) >= gapRetry
-	if !due && !retry && !expired {
+	if !settled && !retry && !expired {
+		return nil
+	}
+	skip := make(map[string]struct{}, len(gp.lost))
+	for remote := range gp.lost {
+		skip[remote] = struct{}{}
+	}
+	w.running = &resyncJob{since: gp.since, skip: skip, started: now, final: back || expired}
+	return w.running
+}
+
+// finish records a resync's end, and closes the gap after a final one if
+// no link was lost or came back while it ran.
+func (w *linkWatch) finish(job *resyncJob, now time.Time) {
+	w.running = nil
+	gp := w.gap
+	if gp == nil {
 		return
 	}
-	w.g.resync(ctx, natter.MinIDAt(gp.since))
-	gp.synced = time.Now()
-	if back || expired {
-		if !back {
-			w.g.log.Warn("nats link gap closed without the server's return", "lost", len(gp.lost), "open", now.Sub(gp.opened).Round(time.Second))
-		}
-		w.gap = nil
-		w.g.hub.retain(time.Time{})
+	gp.synced = job.started
+	if !job.final || gp.changed.After(job.started) {
+		return
 	}
+	if len(gp.lost) > 0 {
+		w.g.log.Warn("nats link gap closed without the server's return", "lost", len(gp.lost), "open", now.Sub(gp.opened).Round(time.Second))
+	}
+	w.gap = nil
+	w.g.hub.retain(time.Time{})
 }
 
 // resync reads every room with local members from the log since since and
-// delivers what the room has not delivered.
-func (g *Gateway) resync(ctx context.Context, since natter.ID) {
+// delivers what the room has not delivered; the gateways in skip are not
+// asked for their pending messages (they are cut off).
+func (g *Gateway) resync(ctx context.Context, since natter.ID, skip map[string]struct{}) {
 	start := time.Now()
 	rooms := g.hub.names()
 	sort.Strings(rooms)
@@ -197,7 +261,7 @@ func (g *Gateway) resync(ctx context.Context, since natter.ID) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			n, err := g.resyncRoom(ctx, name, since)
+			n, err := g.resyncRoom(ctx, name, since, skip)
 			mu.Lock()
 			delivered += n
 			if err != nil {
@@ -215,10 +279,10 @@ func (g *Gateway) resync(ctx context.Context, since natter.ID) {
 
 // resyncRoom delivers room's messages after since that it has not
 // delivered, page by page.
-func (g *Gateway) resyncRoom(ctx context.Context, name string, since natter.ID) (int, error) {
+func (g *Gateway) resyncRoom(ctx context.Context, name string, since natter.ID, skip map[string]struct{}) (int, error) {
 	n := 0
 	for {
-		msgs, more, err := g.resume(ctx, name, since)
+		msgs, more, err := g.resume(ctx, name, since, skip)
 		if err != nil {
 			return n, err
 		}

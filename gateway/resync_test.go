@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"slices"
@@ -62,10 +63,10 @@ func (s *linkScript) set(ls ...Link) {
 	s.links = ls
 }
 
-func (s *linkScript) get() []Link {
+func (s *linkScript) get() ([]Link, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return slices.Clone(s.links)
+	return slices.Clone(s.links), nil
 }
 
 // resyncFixture is a gateway with one member in room "r", a scripted set
@@ -244,21 +245,37 @@ func TestResyncWhileTheServerStaysAway(t *testing.T) {
 	}
 }
 
-// Another link to the same server (a pooled route) staying up does not
-// make the server lost, but the broken one still opens a gap.
-func TestPooledRouteLossOpensAGapWithoutLosingTheServer(t *testing.T) {
+// A pooled route carries a room's traffic on one of its links: losing one
+// of two links to a server makes the server lost until it has two again.
+func TestPooledRouteLossWaitsForTheWholePool(t *testing.T) {
 	f := newResyncFixture(t)
 	f.links.set(Link{ID: "route:1", Remote: "gw-b"}, Link{ID: "route:2", Remote: "gw-b"})
-	f.w.poll(time.Now())
+	t0 := time.Now()
+	f.w.poll(t0)
 	f.links.set(Link{ID: "route:2", Remote: "gw-b"})
-	now := time.Now()
-	f.w.poll(now)
-	if f.w.gap == nil || len(f.w.gap.lost) != 0 {
-		t.Fatalf("gap %+v: want one open with no server lost", f.w.gap)
+	f.w.poll(t0.Add(linkPoll))
+	if f.w.gap == nil || f.w.gap.lost["gw-b"] != 2 {
+		t.Fatalf("gap %+v: want gw-b lost until it has 2 links", f.w.gap)
 	}
-	f.w.maybeResync(context.Background(), now.Add(gapSettle))
+	f.w.maybeResync(context.Background(), t0.Add(linkPoll+gapSettle))
+	if f.w.gap == nil || f.w.gap.lost["gw-b"] != 2 {
+		t.Fatal("gap settled while the pool is short of a link")
+	}
+	f.links.set(Link{ID: "route:2", Remote: "gw-b"}, Link{ID: "route:3", Remote: "gw-b"})
+	f.w.poll(t0.Add(2 * linkPoll))
+	f.w.maybeResync(context.Background(), t0.Add(2*linkPoll+gapSettle))
 	if f.w.gap != nil {
-		t.Fatal("gap still open once settled")
+		t.Fatal("gap still open once the pool is whole and settled")
+	}
+}
+
+// A failing link listing is not a loss.
+func TestLinkListingErrorIsNotALoss(t *testing.T) {
+	f := newResyncFixture(t)
+	f.w.links = func() ([]Link, error) { return nil, errors.New("monitoring unavailable") }
+	f.w.poll(time.Now())
+	if f.w.gap != nil || len(f.w.known) != 1 {
+		t.Fatalf("gap %+v, known %v after a listing error", f.w.gap, f.w.known)
 	}
 }
 
@@ -290,5 +307,33 @@ func TestNewRefusesALinkTimeoutPastTheRoomsMemory(t *testing.T) {
 	_, err := New(Config{NATS: natstest.Conn(t), History: l, DurableLog: l, LinkTimeout: time.Minute})
 	if err == nil || !strings.Contains(err.Error(), "LinkTimeout") {
 		t.Fatalf("New with a 1m link timeout: %v", err)
+	}
+}
+
+// A member that resumed a message during the gap does not get it again
+// from the gap's resync.
+func TestResyncSkipsWhatAMembersResumeBrought(t *testing.T) {
+	f := newResyncFixture(t)
+	f.g.hub.retain(time.Now().Add(-10 * time.Second))
+	gap := f.g.hub.gap.Load()
+	if gap == 0 {
+		t.Fatal("no gap number while ids are retained")
+	}
+	m := f.msg(time.Now())
+	var c *conn
+	for c = range f.g.hub.rooms["r"].conns {
+	}
+	c.noteResumed(gap, []natter.Message{m})
+	if n := f.g.hub.redeliver("r", []natter.Message{m}); n != 1 {
+		t.Fatalf("redeliver counted %d, want 1 (the room had not delivered it)", n)
+	}
+	other := f.msg(time.Now().Add(time.Millisecond))
+	f.g.hub.redeliver("r", []natter.Message{other})
+	if got := f.received(t, 1); got[0] != other.ID {
+		t.Fatalf("member got %v, want only %s (not the resumed %s)", got, other.ID, m.ID)
+	}
+	f.g.hub.retain(time.Time{})
+	if c.resumedInGap(f.g.hub.gap.Load(), m.ID) {
+		t.Fatal("a closed gap still skips the member's resumed ids")
 	}
 }

@@ -75,17 +75,20 @@ func natsCollectors(ns *embedded.NATS) []prometheus.Collector {
 // metrics and its links to the region's other servers.
 type natsEdge struct {
 	collectors []prometheus.Collector
-	links      func() []gateway.Link
+	links      func() ([]gateway.Link, error)
 }
 
-func natsLinks(ns *embedded.NATS) func() []gateway.Link {
-	return func() []gateway.Link {
-		ls := ns.Links()
+func natsLinks(ns *embedded.NATS) func() ([]gateway.Link, error) {
+	return func() ([]gateway.Link, error) {
+		ls, err := ns.Links()
+		if err != nil {
+			return nil, err
+		}
 		out := make([]gateway.Link, len(ls))
 		for i, l := range ls {
 			out[i] = gateway.Link{ID: l.ID, Remote: l.Remote}
 		}
-		return out
+		return out, nil
 	}
 }
 
@@ -266,7 +269,7 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	}
 	st.defer_(gwConn.Close)
 	reg := newRegistry()
-	var links func() []gateway.Link
+	var links func() ([]gateway.Link, error)
 	if edge != nil {
 		reg.MustRegister(edge.collectors...)
 		links = edge.links
