@@ -23,6 +23,8 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -127,11 +129,7 @@ func (h *hub) awaitPeers(ctx context.Context, d time.Duration) {
 func (h *hub) peerList() []string {
 	h.peersMu.Lock()
 	defer h.peersMu.Unlock()
-	out := make([]string, 0, len(h.peers))
-	for gw := range h.peers {
-		out = append(out, gw)
-	}
-	return out
+	return slices.Collect(maps.Keys(h.peers))
 }
 
 // onFlush answers another gateway's flush request with this gateway's

@@ -9,6 +9,8 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -459,11 +461,7 @@ func (h *hub) retain(t time.Time) {
 func (h *hub) names() []string {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	out := make([]string, 0, len(h.rooms))
-	for name := range h.rooms {
-		out = append(out, name)
-	}
-	return out
+	return slices.Collect(maps.Keys(h.rooms))
 }
 
 // redeliver fans out the messages of room it has not delivered yet, in
