@@ -154,6 +154,31 @@ func freeAddrOn(t testing.TB, host string) string {
 	return ln.Addr().String()
 }
 
+// freePortOn returns a port that is free on every host at once, for
+// commands that take one port and listen on it at several addresses.
+// It checks each host itself: a port free on one loopback address may be
+// held on another, by a listener or a client socket in TIME_WAIT.
+func freePortOn(t testing.TB, hosts ...string) string {
+	t.Helper()
+	for range 100 {
+		port := strings.Split(freeAddrOn(t, hosts[0]), ":")[1]
+		free := true
+		for _, h := range hosts[1:] {
+			ln, err := net.Listen("tcp", net.JoinHostPort(h, port))
+			if err != nil {
+				free = false
+				break
+			}
+			_ = ln.Close()
+		}
+		if free {
+			return port
+		}
+	}
+	t.Fatalf("no port free on all of %v", hosts)
+	return ""
+}
+
 // startNatter runs `natter args...` listening on a free loopback port and
 // waits until /readyz answers 200. The process is stopped at cleanup.
 func startNatter(t testing.TB, args ...string) *proc {

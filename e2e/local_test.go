@@ -16,7 +16,9 @@ import (
 
 func TestLocalClusterRunsAndStopsCleanly(t *testing.T) {
 	uniq := fmt.Sprint(time.Now().UnixNano())
-	port := strings.Split(freeAddr(t), ":")[1]
+	// Two regions of one gateway each: natter local puts them on
+	// 127.0.0.2 and 127.0.0.3.
+	port := freePortOn(t, "127.0.0.2", "127.0.0.3")
 	cmd := exec.Command(natterBin, "local", "--regions", "2", "--gateways", "1", "--port", port,
 		"--kafka-brokers", service(t, "NATTER_TEST_KAFKA_BROKERS"), "--redis-url", service(t, "NATTER_TEST_REDIS_URL"),
 		"--database-url", freshDatabase(t), "--kafka-topic", "e2e.local."+uniq)
