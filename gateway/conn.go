@@ -24,6 +24,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -88,15 +89,15 @@ type conn struct {
 	spare    [][]byte
 	queued   int // bytes in queue
 	resuming map[string]*resumeBuf
-	// resumed holds the ids this connection's resumes brought during NATS
-	// link gap resumedGap (resync.go), so the gap's resync skips them.
-	resumed    map[string]struct{}
-	resumedGap int64
-	closing    string // reason, once the connection is to be closed
-	flushing   bool   // the flush loop runs; never two at once
-	dead       bool   // the write side has ended and closed the socket
-	ping       *time.Timer
-	done       chan struct{} // closed when the write side has ended
+	// resumed maps the ids this connection's resumes brought to their id
+	// times (Unix nanoseconds) while a resync after a NATS link loss may
+	// bring them again (resync.go, hub.resumeFloor), so it skips them.
+	resumed  map[string]int64
+	closing  string // reason, once the connection is to be closed
+	flushing bool   // the flush loop runs; never two at once
+	dead     bool   // the write side has ended and closed the socket
+	ping     *time.Timer
+	done     chan struct{} // closed when the write side has ended
 
 	writeDeadline time.Time // flush loop only
 }
@@ -378,6 +379,12 @@ func (c *conn) sendPing() {
 	if !c.dead {
 		c.ping.Reset(lim.PingInterval)
 	}
+	if c.resumed != nil {
+		// An idle connection resumes no more: forget here what aged.
+		if floor, ok := c.g.hub.resumeFloor(time.Now()); ok {
+			c.forgetResumedLocked(floor)
+		}
+	}
 	c.mu.Unlock()
 }
 
@@ -533,32 +540,50 @@ func (c *conn) closeReason() string {
 	return c.closing
 }
 
-// noteResumed records the ids a resume brought, if a NATS link gap is
-// open.
-func (c *conn) noteResumed(gap int64, msgs []natter.Message) {
-	if gap == 0 || len(msgs) == 0 {
+// noteResumed records the ids a resume brought that are recent enough for
+// a resync to bring again: one after a link loss noticed in the next
+// moments, or during an open gap. The rest are forgotten, and so are the
+// ids earlier resumes brought that have aged past that.
+func (c *conn) noteResumed(msgs []natter.Message, now time.Time) {
+	floor, ok := c.g.hub.resumeFloor(now)
+	if !ok {
 		return
 	}
 	c.mu.Lock()
-	if c.resumedGap != gap {
-		c.resumed, c.resumedGap = make(map[string]struct{}, len(msgs)), gap
-	}
+	defer c.mu.Unlock()
+	c.forgetResumedLocked(floor)
 	for _, m := range msgs {
-		c.resumed[m.ID] = struct{}{}
+		id, err := natter.ParseID(m.ID)
+		if err != nil {
+			continue // not from a gateway: a resync cannot bring it either
+		}
+		if at := id.Time().UnixNano(); at >= floor {
+			if c.resumed == nil {
+				c.resumed = make(map[string]int64)
+			}
+			// A copy: the id may share the memory of a whole decoded page.
+			c.resumed[strings.Clone(m.ID)] = at
+		}
 	}
-	c.mu.Unlock()
 }
 
-// resumedInGap reports whether a resume during gap brought id.
-func (c *conn) resumedInGap(gap int64, id string) bool {
-	if gap == 0 {
-		return false
+// forgetResumedLocked drops the resumed ids older than floor.
+func (c *conn) forgetResumedLocked(floor int64) {
+	for id, at := range c.resumed {
+		if at < floor {
+			delete(c.resumed, id)
+		}
 	}
+	if len(c.resumed) == 0 {
+		c.resumed = nil
+	}
+}
+
+// wasResumed reports whether a resume of this connection brought id
+// recently (noteResumed).
+func (c *conn) wasResumed(id string) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.resumedGap != gap {
-		return false
-	}
 	_, ok := c.resumed[id]
 	return ok
 }

@@ -215,7 +215,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.LinkTimeout = defaultLinkTimeout
 	}
 	// A resync must not reach back past what the rooms remember.
-	if reach := cfg.LinkTimeout + linkPoll + 2*gapMargin; reach >= dedupWindow {
+	if reach := gapReach(cfg.LinkTimeout) + gapMargin; reach >= dedupWindow {
 		return nil, fmt.Errorf("gateway: LinkTimeout %v: a resync would reach back %v, past the %v the rooms remember", cfg.LinkTimeout, reach, dedupWindow)
 	}
 	if cfg.PresenceInterval <= 0 {
@@ -240,6 +240,9 @@ func New(cfg Config) (*Gateway, error) {
 		}
 	}
 	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.pendingLive, log, met)
+	if cfg.Links != nil {
+		g.hub.reach = gapReach(cfg.LinkTimeout)
+	}
 	g.framePool.New = func() any { b := make([]byte, 0, frameBufSize); return &b }
 	g.up = websocket.Upgrader{
 		// No read buffer of the upgrader's own: serveWS hands it one

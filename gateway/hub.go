@@ -117,11 +117,11 @@ type hub struct {
 	// delivered at or after it past dedupWindow: set while a NATS link
 	// gap is open (resync.go).
 	retainFrom atomic.Int64
-	// gap is the open NATS link gap's number (0: none), from gapSeq:
-	// connections note the ids their resumes brought during a gap, so
-	// its resync does not bring them again (conn.noteResumed).
-	gap    atomic.Int64
-	gapSeq atomic.Int64
+	// reach (0: links not watched) is how far back from a link's loss a
+	// gap's resync reads: connections keep the ids their resumes brought
+	// that recent, so a resync does not bring them again
+	// (conn.noteResumed).
+	reach time.Duration
 }
 
 func newHub(nc *nats.Conn, gwID, region string, interval time.Duration, pendingOf func(string) []natter.Message, log *slog.Logger, met *metrics) *hub {
@@ -448,13 +448,24 @@ func without(set map[string]struct{}, u string) map[string]struct{} {
 func (h *hub) retain(t time.Time) {
 	if t.IsZero() {
 		h.retainFrom.Store(0)
-		h.gap.Store(0)
 		return
 	}
 	h.retainFrom.Store(t.Add(-gapMargin).UnixNano())
-	if h.gap.Load() == 0 {
-		h.gap.Store(h.gapSeq.Add(1))
+}
+
+// resumeFloor returns the oldest id time (Unix nanoseconds) a resync may
+// still deliver, seen from now: a gap noticed from now on reaches back
+// reach, and an open one to its start. ok is false when links are not
+// watched, and no resync ever runs.
+func (h *hub) resumeFloor(now time.Time) (floor int64, ok bool) {
+	if h.reach == 0 {
+		return 0, false
 	}
+	floor = now.Add(-h.reach).UnixNano()
+	if keep := h.retainFrom.Load(); keep != 0 && keep < floor {
+		floor = keep
+	}
+	return floor, true
 }
 
 // names returns the rooms with local members.
@@ -475,7 +486,6 @@ func (h *hub) redeliver(name string, msgs []natter.Message) int {
 	}
 	n := 0
 	now := time.Now()
-	gap := h.gap.Load()
 	for _, m := range msgs {
 		if r.seen(m.ID, now) {
 			continue
@@ -483,9 +493,9 @@ func (h *hub) redeliver(name string, msgs []natter.Message) int {
 		frame := encodeMsg(m)
 		r.mu.RLock()
 		for c := range r.conns {
-			// A member that joined with since during the gap may have had
-			// it from its resume.
-			if !c.resumedInGap(gap, m.ID) {
+			// A member that joined with since shortly before the loss,
+			// or since, may have had it from its resume.
+			if !c.wasResumed(m.ID) {
 				c.deliver(r.name, frame, m.ID)
 			}
 		}

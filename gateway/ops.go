@@ -113,7 +113,7 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		c.sendError(protocol.CodeUnavailable, "history is unavailable; retry the join", ref(f))
 		return
 	}
-	c.noteResumed(c.g.hub.gap.Load(), msgs)
+	c.noteResumed(msgs, time.Now())
 	joined.Resumed, joined.More = len(msgs), more
 	first := make([][]byte, 0, len(msgs)+1)
 	first = append(first, protocol.Encode(joined))

@@ -89,7 +89,7 @@ type linkWatch struct {
 }
 
 func newLinkWatch(g *Gateway, links func() ([]Link, error), timeout time.Duration) *linkWatch {
-	w := &linkWatch{g: g, links: links, reach: timeout + linkPoll + gapMargin, known: make(map[string]string)}
+	w := &linkWatch{g: g, links: links, reach: gapReach(timeout), known: make(map[string]string)}
 	if ls, err := links(); err == nil {
 		for _, l := range ls {
 			w.known[l.ID] = l.Remote
@@ -97,6 +97,10 @@ func newLinkWatch(g *Gateway, links func() ([]Link, error), timeout time.Duratio
 	}
 	return w
 }
+
+// gapReach is how far before a link's loss was noticed a message lost
+// with it may have been sent, for links closed after timeout.
+func gapReach(timeout time.Duration) time.Duration { return timeout + linkPoll + gapMargin }
 
 // run polls the links until ctx ends.
 func (w *linkWatch) run(ctx context.Context) {

@@ -310,30 +310,36 @@ func TestNewRefusesALinkTimeoutPastTheRoomsMemory(t *testing.T) {
 	}
 }
 
-// A member that resumed a message during the gap does not get it again
-// from the gap's resync.
+// A member whose resume brought a message, in the moments before a link
+// loss was noticed or while its gap is open, does not get it again from
+// the gap's resync. Ids older than any resync can reach are not kept.
 func TestResyncSkipsWhatAMembersResumeBrought(t *testing.T) {
 	f := newResyncFixture(t)
-	f.g.hub.retain(time.Now().Add(-10 * time.Second))
-	gap := f.g.hub.gap.Load()
-	if gap == 0 {
-		t.Fatal("no gap number while ids are retained")
-	}
-	m := f.msg(time.Now())
 	var c *conn
 	for c = range f.g.hub.rooms["r"].conns {
 	}
-	c.noteResumed(gap, []natter.Message{m})
-	if n := f.g.hub.redeliver("r", []natter.Message{m}); n != 1 {
-		t.Fatalf("redeliver counted %d, want 1 (the room had not delivered it)", n)
+	now := time.Now()
+	old := f.msg(now.Add(-time.Minute))
+	before := f.msg(now.Add(-2 * time.Second))
+	c.noteResumed([]natter.Message{old, before}, now)
+	if c.wasResumed(old.ID) {
+		t.Error("kept a resumed id older than any resync reaches")
 	}
-	other := f.msg(time.Now().Add(time.Millisecond))
-	f.g.hub.redeliver("r", []natter.Message{other})
-	if got := f.received(t, 1); got[0] != other.ID {
-		t.Fatalf("member got %v, want only %s (not the resumed %s)", got, other.ID, m.ID)
+	f.links.set() // the route to gw-b is gone
+	f.w.poll(now.Add(time.Second))
+	missed := f.msg(now.Add(1500 * time.Millisecond))
+	during := f.msg(now.Add(2 * time.Second))
+	c.noteResumed([]natter.Message{during}, now.Add(3*time.Second))
+	if n := f.g.hub.redeliver("r", []natter.Message{before, missed, during}); n != 3 {
+		t.Fatalf("redeliver counted %d, want 3 (the room had delivered none of them)", n)
 	}
+	if got := f.received(t, 1); got[0] != missed.ID {
+		t.Fatalf("member got %v, want only %s (not the resumed %s and %s)", got, missed.ID, before.ID, during.ID)
+	}
+	// Later, with the gap closed, what the resumes brought ages out.
 	f.g.hub.retain(time.Time{})
-	if c.resumedInGap(f.g.hub.gap.Load(), m.ID) {
-		t.Fatal("a closed gap still skips the member's resumed ids")
+	c.noteResumed(nil, now.Add(time.Minute))
+	if c.wasResumed(before.ID) || c.wasResumed(during.ID) {
+		t.Error("resumed ids kept after the gap closed and they aged past its reach")
 	}
 }
