@@ -315,12 +315,7 @@ func (r *room) onEvent(h *hub, data []byte) {
 			return
 		}
 		r.mu.Lock()
-		g := r.remoteLocked(e.GW)
-		if e.T == "join" {
-			r.setRemoteLocked(h, e.GW, g, union(g.users, e.User))
-		} else {
-			r.setRemoteLocked(h, e.GW, g, without(g.users, e.User))
-		}
+		r.changeRemoteLocked(h, e.GW, r.remoteLocked(e.GW), e.User, e.T == "join")
 		r.mu.Unlock()
 	case "state":
 		users := make(map[string]struct{}, len(e.Users))
@@ -375,6 +370,26 @@ func (r *room) setRemoteLocked(h *hub, gw string, g *remoteGW, users map[string]
 	}
 }
 
+// changeRemoteLocked adds user to gateway gw's members (or removes it)
+// in place, telling local members if the room as a whole gained or lost
+// them: a room filling from another gateway costs one step per join, not
+// a copy of its members. r.mu held.
+func (r *room) changeRemoteLocked(h *hub, gw string, g *remoteGW, user string, joined bool) {
+	if _, had := g.users[user]; had != joined {
+		if joined {
+			g.users[user] = struct{}{}
+		} else {
+			delete(g.users, user)
+		}
+		if r.users[user] == 0 && !r.remotePresentLocked(user, gw) {
+			r.fanoutLocked(h, presenceFrame(r.name, user, joined), "", "")
+		}
+	}
+	if len(g.users) == 0 {
+		delete(r.remote, gw)
+	}
+}
+
 // remotePresentLocked reports whether user is on a gateway other than
 // this one and except. r.mu held.
 func (r *room) remotePresentLocked(user, except string) bool {
@@ -421,25 +436,6 @@ func presenceFrame(room, user string, joined bool) []byte {
 		p.Left = []string{user}
 	}
 	return protocol.Encode(p)
-}
-
-func union(set map[string]struct{}, u string) map[string]struct{} {
-	out := make(map[string]struct{}, len(set)+1)
-	for k := range set {
-		out[k] = struct{}{}
-	}
-	out[u] = struct{}{}
-	return out
-}
-
-func without(set map[string]struct{}, u string) map[string]struct{} {
-	out := make(map[string]struct{}, len(set))
-	for k := range set {
-		if k != u {
-			out[k] = struct{}{}
-		}
-	}
-	return out
 }
 
 // retain keeps the ids rooms deliver from t on (with a margin for the
