@@ -61,6 +61,9 @@ type room struct {
 	recent map[string]struct{}
 	ring   []seenID
 	keep   *atomic.Int64 // the hub's retainFrom
+
+	pres    presence    // under mu (presence.go)
+	waiting atomic.Bool // presence changes wait to be told
 }
 
 type seenID struct {
@@ -175,12 +178,12 @@ func (h *hub) join(c *conn, name string) ([]string, error) {
 	}
 	r.mu.Lock()
 	first := r.users[c.user] == 0
-	announce := first && !r.remotePresentLocked(c.user, "")
-	r.users[c.user]++
-	members := r.membersLocked()
-	if announce {
-		r.fanoutLocked(h, presenceFrame(name, c.user, true), "", "")
+	if first {
+		r.changingLocked(c.user)
 	}
+	r.users[c.user]++
+	r.changedLocked(h) // told now or later; c is not told its own arrival
+	members := r.joinedLocked(c)
 	r.conns[c] = struct{}{}
 	r.mu.Unlock()
 	h.mu.Unlock()
@@ -205,15 +208,20 @@ func (h *hub) leave(c *conn, name string) {
 		return
 	}
 	delete(r.conns, c)
-	r.users[c.user]--
-	last := r.users[c.user] == 0
+	delete(r.pres.joiners, c)
+	last := r.users[c.user] == 1
 	if last {
+		r.changingLocked(c.user)
 		delete(r.users, c.user)
-		if !r.remotePresentLocked(c.user, "") {
-			r.fanoutLocked(h, presenceFrame(name, c.user, false), "", "")
-		}
+	} else {
+		r.users[c.user]--
 	}
+	r.changedLocked(h)
 	empty := len(r.conns) == 0
+	if empty && r.pres.timer != nil {
+		r.pres.timer.Stop() // nobody here to tell
+		r.pres.timer = nil
+	}
 	r.mu.Unlock()
 	if empty {
 		_ = r.sub.Unsubscribe()
@@ -237,6 +245,20 @@ func (h *hub) members(name string) []string {
 	r.mu.RLock()
 	defer r.mu.RUnlock()
 	return r.membersLocked()
+}
+
+// toldMembers returns room's members as its local members were last told,
+// with user: the answer to a join of a connection already in the room.
+func (h *hub) toldMembers(name, user string) []string {
+	h.mu.Lock()
+	r := h.rooms[name]
+	h.mu.Unlock()
+	if r == nil {
+		return []string{user}
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.toldMembersLocked(user)
 }
 
 // typing tells the room's local members at once and the other gateways
@@ -333,6 +355,7 @@ func (r *room) onEvent(h *hub, data []byte) {
 		if natter.CheckUser(e.User) != nil {
 			return
 		}
+		r.flushPresence(h)
 		r.mu.RLock()
 		r.fanoutLocked(h, protocol.Encode(protocol.Typing{Op: protocol.OpTyping, Room: r.name, User: e.User}), "", e.User)
 		r.mu.RUnlock()
@@ -353,21 +376,21 @@ func (r *room) remoteLocked(gw string) *remoteGW {
 // setRemoteLocked replaces gateway gw's members with users and tells local
 // members who appeared or disappeared from the room as a whole. r.mu held.
 func (r *room) setRemoteLocked(h *hub, gw string, g *remoteGW, users map[string]struct{}) {
-	old := g.users
-	g.users = users
 	for u := range users {
-		if _, had := old[u]; !had && r.users[u] == 0 && !r.remotePresentLocked(u, gw) {
-			r.fanoutLocked(h, presenceFrame(r.name, u, true), "", "")
+		if _, had := g.users[u]; !had {
+			r.changingLocked(u)
 		}
 	}
-	for u := range old {
-		if _, has := users[u]; !has && r.users[u] == 0 && !r.remotePresentLocked(u, gw) {
-			r.fanoutLocked(h, presenceFrame(r.name, u, false), "", "")
+	for u := range g.users {
+		if _, has := users[u]; !has {
+			r.changingLocked(u)
 		}
 	}
+	g.users = users
 	if len(users) == 0 {
 		delete(r.remote, gw)
 	}
+	r.changedLocked(h)
 }
 
 // changeRemoteLocked adds user to gateway gw's members (or removes it)
@@ -376,18 +399,17 @@ func (r *room) setRemoteLocked(h *hub, gw string, g *remoteGW, users map[string]
 // a copy of its members. r.mu held.
 func (r *room) changeRemoteLocked(h *hub, gw string, g *remoteGW, user string, joined bool) {
 	if _, had := g.users[user]; had != joined {
+		r.changingLocked(user)
 		if joined {
 			g.users[user] = struct{}{}
 		} else {
 			delete(g.users, user)
 		}
-		if r.users[user] == 0 && !r.remotePresentLocked(user, gw) {
-			r.fanoutLocked(h, presenceFrame(r.name, user, joined), "", "")
-		}
 	}
 	if len(g.users) == 0 {
 		delete(r.remote, gw)
 	}
+	r.changedLocked(h)
 }
 
 // remotePresentLocked reports whether user is on a gateway other than
@@ -426,16 +448,6 @@ func (r *room) localUsers() []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func presenceFrame(room, user string, joined bool) []byte {
-	p := protocol.Presence{Op: protocol.OpPresence, Room: room}
-	if joined {
-		p.Joined = []string{user}
-	} else {
-		p.Left = []string{user}
-	}
-	return protocol.Encode(p)
 }
 
 // retain keeps the ids rooms deliver from t on (with a margin for the
@@ -504,6 +516,7 @@ func (h *hub) redeliver(name string, msgs []natter.Message) int {
 
 // fanout queues frame to every local member except those of user skip.
 func (r *room) fanout(h *hub, frame []byte, id, skip string) {
+	r.flushPresence(h) // nobody reads a member they were not told of
 	r.mu.RLock()
 	r.fanoutLocked(h, frame, id, skip)
 	r.mu.RUnlock()

@@ -78,7 +78,7 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		since = id
 	}
 	if _, ok := c.rooms[f.Room]; ok {
-		c.enqueue(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: f.Room, Members: c.g.hub.members(f.Room)}))
+		c.enqueue(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: f.Room, Members: c.g.hub.toldMembers(f.Room, c.user)}))
 		return
 	}
 	if len(c.rooms) >= c.g.cfg.Limits.RoomsPerConn {

@@ -2,26 +2,86 @@ package gateway
 
 import (
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/natter-chat/natter/embedded/natstest"
 )
 
-// Other gateways' members come and go one event at a time; local members
-// hear of a user only when the room as a whole gains or loses them.
-func TestRemotePresenceEvents(t *testing.T) {
+// presenceReader reads p's client in the background and returns its
+// presence frames and messages ("msg"), in order. (A read that times out
+// leaves a WebSocket unusable, so one goroutine reads to the end.)
+func presenceReader(p wsPair) <-chan string {
+	out := make(chan string, 1000)
+	go func() {
+		defer close(out)
+		for {
+			_, data, err := p.client.ReadMessage()
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				var f struct {
+					Op           string
+					Joined, Left []string
+				}
+				if json.Unmarshal([]byte(line), &f) != nil {
+					continue
+				}
+				switch f.Op {
+				case "presence":
+					out <- "+" + strings.Join(f.Joined, ",") + " -" + strings.Join(f.Left, ",")
+				case "msg":
+					out <- "msg"
+				}
+			}
+		}
+	}()
+	return out
+}
+
+// within returns what ch brings within d.
+func within(ch <-chan string, d time.Duration) []string {
+	var got []string
+	timeout := time.After(d)
+	for {
+		select {
+		case f, ok := <-ch:
+			if !ok {
+				return got
+			}
+			got = append(got, f)
+		case <-timeout:
+			return got
+		}
+	}
+}
+
+func newPresenceGateway(t *testing.T) *Gateway {
+	t.Helper()
 	l := &memLog{}
 	g, err := New(Config{ID: "gw-a", NATS: natstest.Conn(t), History: l, DurableLog: l,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
+	return g
+}
+
+// Other gateways' members come and go one event at a time; local members
+// hear of a user only when the room as a whole gains or loses them.
+func TestRemotePresenceEvents(t *testing.T) {
+	g := newPresenceGateway(t)
 	p := dialPairs(t, g, 1)[0] // user "u"
+	frames := presenceReader(p)
 	if _, err := g.hub.join(p.c, "r"); err != nil {
 		t.Fatal(err)
 	}
@@ -30,34 +90,18 @@ func TestRemotePresenceEvents(t *testing.T) {
 		data, _ := json.Marshal(event{T: typ, User: user, GW: gw, Region: "local"})
 		r.onEvent(g.hub, data)
 	}
+	time.Sleep(presenceBatch)       // u's own arrival was the last change
 	ev("gw-b", "join", "x")         // the room gains x
 	ev("gw-b", "join", "x")         // repeated
 	ev("gw-c", "join", "x")         // x on a second gateway too
 	ev("gw-b", "join", "u")         // u is here already
 	ev("gw-b", "join", "not valid") // refused
-	ev("gw-b", "leave", "x")        // x is still on gw-c
-	ev("gw-c", "leave", "x")        // the room loses x
-	ev("gw-d", "leave", "y")        // a gateway never heard of
-
-	var got []string
-	_ = p.client.SetReadDeadline(time.Now().Add(500 * time.Millisecond))
-	for {
-		_, data, err := p.client.ReadMessage()
-		if err != nil {
-			break
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			var f struct {
-				Op           string
-				Joined, Left []string
-			}
-			if json.Unmarshal([]byte(line), &f) == nil && f.Op == "presence" {
-				got = append(got, "joined "+strings.Join(f.Joined, ",")+" left "+strings.Join(f.Left, ","))
-			}
-		}
-	}
-	want := []string{"joined x left ", "joined  left x"}
-	if strings.Join(got, "; ") != strings.Join(want, "; ") {
+	got := within(frames, 2*presenceBatch)
+	ev("gw-b", "leave", "x") // x is still on gw-c
+	ev("gw-c", "leave", "x") // the room loses x
+	ev("gw-d", "leave", "y") // a gateway never heard of
+	got = append(got, within(frames, 2*presenceBatch)...)
+	if want := []string{"+x -", "+ -x"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
 		t.Errorf("presence frames %q, want %q", got, want)
 	}
 	r.mu.RLock()
@@ -65,11 +109,131 @@ func TestRemotePresenceEvents(t *testing.T) {
 	if got := r.membersLocked(); strings.Join(got, ",") != "u" {
 		t.Errorf("members %v, want [u]", got)
 	}
+	if got := r.toldMembersLocked("u"); strings.Join(got, ",") != "u" {
+		t.Errorf("told members %v, want [u]", got)
+	}
 	if _, ok := r.remote["gw-c"]; ok {
 		t.Error("gw-c kept with no members")
 	}
 	if _, ok := r.remote["gw-d"]; ok {
 		t.Error("a leave from an unknown gateway left an entry")
+	}
+}
+
+// A room filling up tells its members in a few frames, not one per
+// arrival, and every member's view (its join's answer, then the frames)
+// ends exact: nobody is told of a user it already has, or of one leaving
+// that it does not.
+func TestPresenceBatchesARoomFillingUp(t *testing.T) {
+	g := newPresenceGateway(t)
+	const n = 40
+	pairs := dialPairs(t, g, n)
+	readers := make([]<-chan string, n)
+	views := make([]map[string]bool, n)
+	for i, p := range pairs {
+		readers[i] = presenceReader(p)
+		p.c.user = fmt.Sprintf("user%02d", i)
+		members, err := g.hub.join(p.c, "r")
+		if err != nil {
+			t.Fatal(err)
+		}
+		views[i] = map[string]bool{}
+		for _, u := range members {
+			views[i][u] = true
+		}
+	}
+	// One leaves again, and one more connection of user00 comes and goes:
+	// no change to the room as a whole.
+	g.hub.leave(pairs[n-1].c, "r")
+	extra := dialPairs(t, g, 1)[0]
+	extra.c.user = "user00"
+	if _, err := g.hub.join(extra.c, "r"); err != nil {
+		t.Fatal(err)
+	}
+	g.hub.leave(extra.c, "r")
+
+	frames := make([][]string, n-1)
+	var wg sync.WaitGroup
+	for i := range n - 1 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			frames[i] = within(readers[i], 3*presenceBatch)
+		}()
+	}
+	wg.Wait()
+	want := map[string]bool{}
+	for i := range n - 1 {
+		want[fmt.Sprintf("user%02d", i)] = true
+	}
+	for i, fs := range frames {
+		view := views[i]
+		for _, f := range fs {
+			parts := strings.SplitN(f, " ", 2)
+			for _, u := range strings.Split(strings.TrimPrefix(parts[0], "+"), ",") {
+				if u == "" {
+					continue
+				}
+				if view[u] {
+					t.Errorf("user%02d told %s joined, whom it had", i, u)
+				}
+				view[u] = true
+			}
+			for _, u := range strings.Split(strings.TrimPrefix(parts[1], "-"), ",") {
+				if u == "" {
+					continue
+				}
+				if !view[u] {
+					t.Errorf("user%02d told %s left, whom it did not have", i, u)
+				}
+				delete(view, u)
+			}
+		}
+		if !maps.Equal(view, want) {
+			t.Errorf("user%02d ends with %d members, want %d", i, len(view), len(want))
+		}
+	}
+	r := g.hub.rooms["r"]
+	r.mu.RLock()
+	told, now := r.toldMembersLocked("user00"), r.membersLocked()
+	r.mu.RUnlock()
+	if !slices.Equal(told, now) {
+		t.Errorf("the room's told members %v differ from its members %v with nothing waiting", told, now)
+	}
+	// The first member was told of 38 others: one frame per batch, not
+	// one per arrival.
+	if len(frames[0]) > 5 {
+		t.Errorf("the first member got %d presence frames for %d arrivals: %q", len(frames[0]), n-1, frames[0])
+	}
+}
+
+// A message fans out after the presence changes that wait, so a member
+// is told of the sender before reading it.
+func TestPresenceGoesOutBeforeAMessage(t *testing.T) {
+	g := newPresenceGateway(t)
+	pairs := dialPairs(t, g, 3)
+	for i, p := range pairs {
+		p.c.user = fmt.Sprintf("user%d", i)
+	}
+	frames := presenceReader(pairs[0])
+	if _, err := g.hub.join(pairs[0].c, "r"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(2 * presenceBatch)
+	// user1's arrival goes out at once; user2's, right after, waits.
+	for _, p := range pairs[1:] {
+		if _, err := g.hub.join(p.c, "r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := g.hub.rooms["r"]
+	if !r.waiting.Load() {
+		t.Fatal("the second arrival in a row went out at once")
+	}
+	r.fanout(g.hub, []byte(`{"op":"msg","room":"r","id":"x","user":"user2","body":"hi"}`), "x", "")
+	got := within(frames, 3*presenceBatch)
+	if want := []string{"+user1 -", "+user2 -", "msg"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("user0 got %q, want %q", got, want)
 	}
 }
 
