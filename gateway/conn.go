@@ -24,7 +24,6 @@ import (
 	"context"
 	"errors"
 	"io"
-	"strings"
 	"sync"
 	"time"
 
@@ -89,10 +88,10 @@ type conn struct {
 	spare    [][]byte
 	queued   int // bytes in queue
 	resuming map[string]*resumeBuf
-	// resumed maps the ids this connection's resumes brought to their id
-	// times (Unix nanoseconds) while a resync after a NATS link loss may
-	// bring them again (resync.go, hub.resumeFloor), so it skips them.
-	resumed  map[string]int64
+	// resumed holds the ids this connection's resumes brought while a
+	// resync after a NATS link loss may bring them again (resync.go,
+	// hub.resumeFloor), so it skips them. Binary: 16 bytes each.
+	resumed  map[natter.ID]struct{}
 	closing  string // reason, once the connection is to be closed
 	flushing bool   // the flush loop runs; never two at once
 	dead     bool   // the write side has ended and closed the socket
@@ -488,6 +487,16 @@ func (c *conn) hold(room string) {
 	c.mu.Unlock()
 }
 
+// unhold stops holding room and drops what it held.
+func (c *conn) unhold(room string) {
+	c.mu.Lock()
+	delete(c.resuming, room)
+	if len(c.resuming) == 0 {
+		c.resuming = nil
+	}
+	c.mu.Unlock()
+}
+
 // release queues first, then the held live frames whose id is not in
 // skip, and stops holding room.
 func (c *conn) release(room string, first [][]byte, skip map[string]struct{}) {
@@ -557,20 +566,19 @@ func (c *conn) noteResumed(msgs []natter.Message, now time.Time) {
 		if err != nil {
 			continue // not from a gateway: a resync cannot bring it either
 		}
-		if at := id.Time().UnixNano(); at >= floor {
+		if id.Time().UnixNano() >= floor {
 			if c.resumed == nil {
-				c.resumed = make(map[string]int64)
+				c.resumed = make(map[natter.ID]struct{})
 			}
-			// A copy: the id may share the memory of a whole decoded page.
-			c.resumed[strings.Clone(m.ID)] = at
+			c.resumed[id] = struct{}{}
 		}
 	}
 }
 
 // forgetResumedLocked drops the resumed ids older than floor.
 func (c *conn) forgetResumedLocked(floor int64) {
-	for id, at := range c.resumed {
-		if at < floor {
+	for id := range c.resumed {
+		if id.Time().UnixNano() < floor {
 			delete(c.resumed, id)
 		}
 	}
@@ -581,7 +589,7 @@ func (c *conn) forgetResumedLocked(floor int64) {
 
 // wasResumed reports whether a resume of this connection brought id
 // recently (noteResumed).
-func (c *conn) wasResumed(id string) bool {
+func (c *conn) wasResumed(id natter.ID) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	_, ok := c.resumed[id]

@@ -247,18 +247,21 @@ func (h *hub) members(name string) []string {
 	return r.membersLocked()
 }
 
-// toldMembers returns room's members as its local members were last told,
-// with user: the answer to a join of a connection already in the room.
-func (h *hub) toldMembers(name, user string) []string {
+// rejoined answers a join of c to room, which it is in already, with the
+// members as the room's local members were last told. The answer is
+// queued under the room's lock, so no presence frame goes out between
+// reading the members and queuing them.
+func (h *hub) rejoined(c *conn, name string) {
 	h.mu.Lock()
 	r := h.rooms[name]
 	h.mu.Unlock()
 	if r == nil {
-		return []string{user}
+		c.enqueue(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Members: []string{c.user}}))
+		return
 	}
 	r.mu.RLock()
-	defer r.mu.RUnlock()
-	return r.toldMembersLocked(user)
+	c.enqueue(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: name, Members: r.toldMembersLocked(c.user)}))
+	r.mu.RUnlock()
 }
 
 // typing tells the room's local members at once and the other gateways
@@ -268,6 +271,7 @@ func (h *hub) typing(name, user string) {
 	r := h.rooms[name]
 	h.mu.Unlock()
 	if r != nil {
+		r.flushPresence(h, user)
 		r.fanout(h, protocol.Encode(protocol.Typing{Op: protocol.OpTyping, Room: name, User: user}), "", user)
 	}
 	h.publishEvent(name, event{T: "typing", User: user, GW: h.gwID})
@@ -306,8 +310,9 @@ func (r *room) onNATS(h *hub) nats.MsgHandler {
 		switch {
 		case strings.HasSuffix(m.Subject, ".msg"):
 			var head struct {
-				ID string `json:"id"`
-				TS int64  `json:"ts"`
+				ID   string `json:"id"`
+				TS   int64  `json:"ts"`
+				User string `json:"user"`
 			}
 			if json.Unmarshal(m.Data, &head) != nil {
 				return
@@ -319,6 +324,7 @@ func (r *room) onNATS(h *hub) nats.MsgHandler {
 			// From the accepting gateway's clock to this one's: clock skew
 			// between hosts shows here too.
 			h.met.fanoutSeconds.Observe(max(0, float64(now.UnixMilli()-head.TS)) / 1000)
+			r.flushPresence(h, head.User) // nobody reads a member they were not told of
 			r.fanout(h, m.Data, head.ID, "")
 		case strings.HasSuffix(m.Subject, ".evt"):
 			r.onEvent(h, m.Data)
@@ -355,7 +361,7 @@ func (r *room) onEvent(h *hub, data []byte) {
 		if natter.CheckUser(e.User) != nil {
 			return
 		}
-		r.flushPresence(h)
+		r.flushPresence(h, e.User)
 		r.mu.RLock()
 		r.fanoutLocked(h, protocol.Encode(protocol.Typing{Op: protocol.OpTyping, Room: r.name, User: e.User}), "", e.User)
 		r.mu.RUnlock()
@@ -492,6 +498,7 @@ func (h *hub) redeliver(name string, msgs []natter.Message) int {
 	if r == nil {
 		return 0 // everyone left meanwhile
 	}
+	r.flushPresence(h, "")
 	n := 0
 	now := time.Now()
 	for _, m := range msgs {
@@ -499,11 +506,12 @@ func (h *hub) redeliver(name string, msgs []natter.Message) int {
 			continue
 		}
 		frame := encodeMsg(m)
+		id, _ := natter.ParseID(m.ID) // from the log: ids parse
 		r.mu.RLock()
 		for c := range r.conns {
 			// A member that joined with since shortly before the loss,
 			// or since, may have had it from its resume.
-			if !c.wasResumed(m.ID) {
+			if !c.wasResumed(id) {
 				c.deliver(r.name, frame, m.ID)
 			}
 		}
@@ -516,7 +524,6 @@ func (h *hub) redeliver(name string, msgs []natter.Message) int {
 
 // fanout queues frame to every local member except those of user skip.
 func (r *room) fanout(h *hub, frame []byte, id, skip string) {
-	r.flushPresence(h) // nobody reads a member they were not told of
 	r.mu.RLock()
 	r.fanoutLocked(h, frame, id, skip)
 	r.mu.RUnlock()

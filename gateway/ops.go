@@ -78,7 +78,7 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		since = id
 	}
 	if _, ok := c.rooms[f.Room]; ok {
-		c.enqueue(protocol.Encode(protocol.Joined{Op: protocol.OpJoined, Room: f.Room, Members: c.g.hub.toldMembers(f.Room, c.user)}))
+		c.g.hub.rejoined(c, f.Room)
 		return
 	}
 	if len(c.rooms) >= c.g.cfg.Limits.RoomsPerConn {
@@ -109,7 +109,7 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 		c.g.log.Warn("resume", "room", f.Room, "err", err)
 		delete(c.rooms, f.Room)
 		c.g.hub.leave(c, f.Room)
-		c.release(f.Room, nil, nil)
+		c.unhold(f.Room) // what came meanwhile is for a room it is not in
 		c.sendError(protocol.CodeUnavailable, "history is unavailable; retry the join", ref(f))
 		return
 	}

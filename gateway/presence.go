@@ -10,9 +10,10 @@
 // Members are told the room as of the last frame plus what the next one
 // changes, exactly once: a connection that joins while changes wait is
 // given the members as already told (and itself), and the next frame, the
-// changes, without its own arrival. A message or typing event fans out
-// only after the changes that wait, so nobody reads a message from a
-// member they have not been told of.
+// changes, without its own arrival. A message or typing event from a user
+// whose change waits fans out only after the changes that wait, so nobody
+// reads a message from a member they have not been told of; the others
+// leave the batch alone, so a busy room still batches.
 
 package gateway
 
@@ -29,8 +30,9 @@ const (
 	// wait to go out together.
 	presenceBatch = 200 * time.Millisecond
 	// presenceBatchMax sends the waiting changes at once when this many
-	// users have changed, bounding a frame (and the frames of the
-	// connections that joined meanwhile, one each).
+	// users have changed, bounding what the connections that joined
+	// meanwhile cost (a frame of their own each). A state event from
+	// another gateway may change more users at once, in one frame.
 	presenceBatchMax = 64
 )
 
@@ -84,9 +86,10 @@ func (r *room) changedLocked(h *hub) {
 		t = time.AfterFunc(due.Sub(now), func() {
 			r.mu.Lock()
 			defer r.mu.Unlock()
-			if r.pres.timer == t {
-				r.pres.timer = nil
+			if r.pres.timer != t {
+				return // told meanwhile; a newer batch has its own timer
 			}
+			r.pres.timer = nil
 			r.tellLocked(h, time.Now())
 		})
 		r.pres.timer = t
@@ -119,10 +122,19 @@ func (r *room) toldMembersLocked(user string) []string {
 }
 
 // flushPresence sends the waiting changes before a message or typing
-// event fans out. r.mu not held.
-func (r *room) flushPresence(h *hub) {
+// event of sender fans out, if sender's own change is among them ("": any
+// waiting change). r.mu not held.
+func (r *room) flushPresence(h *hub, sender string) {
 	if !r.waiting.Load() {
 		return
+	}
+	if sender != "" {
+		r.mu.RLock()
+		_, waits := r.pres.was[sender]
+		r.mu.RUnlock()
+		if !waits {
+			return
+		}
 	}
 	r.mu.Lock()
 	r.tellLocked(h, time.Now())

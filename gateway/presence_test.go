@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/natter-chat/natter/embedded/natstest"
 )
 
@@ -207,9 +209,10 @@ func TestPresenceBatchesARoomFillingUp(t *testing.T) {
 	}
 }
 
-// A message fans out after the presence changes that wait, so a member
-// is told of the sender before reading it.
-func TestPresenceGoesOutBeforeAMessage(t *testing.T) {
+// A message from a user whose arrival waits fans out after the changes
+// that wait, so a member is told of the sender before reading it; a
+// message from anyone else leaves the batch alone.
+func TestPresenceGoesOutBeforeItsSendersMessage(t *testing.T) {
 	g := newPresenceGateway(t)
 	pairs := dialPairs(t, g, 3)
 	for i, p := range pairs {
@@ -230,9 +233,55 @@ func TestPresenceGoesOutBeforeAMessage(t *testing.T) {
 	if !r.waiting.Load() {
 		t.Fatal("the second arrival in a row went out at once")
 	}
-	r.fanout(g.hub, []byte(`{"op":"msg","room":"r","id":"x","user":"user2","body":"hi"}`), "x", "")
+	onNATS := r.onNATS(g.hub)
+	send := func(id, user string) {
+		onNATS(&nats.Msg{Subject: "room.r.msg", Data: []byte(`{"op":"msg","room":"r","id":"` + id + `","user":"` + user + `","body":"hi","ts":1}`)})
+	}
+	send("a", "user1")
+	if !r.waiting.Load() {
+		t.Error("a message from a user told of already sent the waiting changes")
+	}
+	send("b", "user2")
 	got := within(frames, 3*presenceBatch)
-	if want := []string{"+user1 -", "+user2 -", "msg"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
+	if want := []string{"+user1 -", "msg", "+user2 -", "msg"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("user0 got %q, want %q", got, want)
+	}
+}
+
+// A stale batch timer (one that fired while the batch went out with a
+// message) leaves the next batch to its own timer.
+func TestPresenceStaleTimerLeavesTheNextBatch(t *testing.T) {
+	g := newPresenceGateway(t)
+	pairs := dialPairs(t, g, 4)
+	for i, p := range pairs {
+		p.c.user = fmt.Sprintf("user%d", i)
+	}
+	frames := presenceReader(pairs[0])
+	for _, p := range pairs[:3] {
+		if _, err := g.hub.join(p.c, "r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := g.hub.rooms["r"]
+	r.mu.Lock()
+	stale := r.pres.timer
+	r.mu.Unlock()
+	if stale == nil {
+		t.Fatal("no timer for the waiting arrival")
+	}
+	r.flushPresence(g.hub, "user2") // told with user2's message
+	if _, err := g.hub.join(pairs[3].c, "r"); err != nil {
+		t.Fatal(err)
+	}
+	// The stale timer's function runs now (as if it had fired while the
+	// batch went out): user3's arrival must keep waiting.
+	stale.Reset(0)
+	time.Sleep(20 * time.Millisecond)
+	if !r.waiting.Load() {
+		t.Error("a stale timer sent the next batch early")
+	}
+	got := within(frames, 3*presenceBatch)
+	if want := []string{"+user1 -", "+user2 -", "+user3 -"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
 		t.Errorf("user0 got %q, want %q", got, want)
 	}
 }

@@ -322,7 +322,7 @@ func TestResyncSkipsWhatAMembersResumeBrought(t *testing.T) {
 	old := f.msg(now.Add(-time.Minute))
 	before := f.msg(now.Add(-2 * time.Second))
 	c.noteResumed([]natter.Message{old, before}, now)
-	if c.wasResumed(old.ID) {
+	if c.wasResumed(parseID(t, old.ID)) {
 		t.Error("kept a resumed id older than any resync reaches")
 	}
 	f.links.set() // the route to gw-b is gone
@@ -339,7 +339,16 @@ func TestResyncSkipsWhatAMembersResumeBrought(t *testing.T) {
 	// Later, with the gap closed, what the resumes brought ages out.
 	f.g.hub.retain(time.Time{})
 	c.noteResumed(nil, now.Add(time.Minute))
-	if c.wasResumed(before.ID) || c.wasResumed(during.ID) {
+	if c.wasResumed(parseID(t, before.ID)) || c.wasResumed(parseID(t, during.ID)) {
 		t.Error("resumed ids kept after the gap closed and they aged past its reach")
 	}
+}
+
+func parseID(t *testing.T, s string) natter.ID {
+	t.Helper()
+	id, err := natter.ParseID(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return id
 }
