@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -15,7 +17,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/natter-chat/natter"
 	"github.com/natter-chat/natter/embedded/natstest"
+	"github.com/natter-chat/natter/protocol"
 )
 
 // presenceReader reads p's client in the background and returns its
@@ -304,5 +308,76 @@ func BenchmarkRemoteRoomFill(b *testing.B) {
 		if len(r.remote["gw-b"].users) != members {
 			b.Fatalf("%d members", len(r.remote["gw-b"].users))
 		}
+	}
+}
+
+// failingHistory blocks a resume's read until release, then fails it.
+type failingHistory struct {
+	memLog
+	reading chan struct{}
+	release chan struct{}
+}
+
+func (h *failingHistory) After(ctx context.Context, room, after string, limit int) ([]natter.Message, error) {
+	close(h.reading)
+	<-h.release
+	return nil, errors.New("history is down")
+}
+
+// A resume that fails leaves the connection out of the room: what reached
+// the room while it was being read (a message, the arrival of another
+// member) is not delivered to it, only the error.
+func TestFailedResumeDropsWhatItHeld(t *testing.T) {
+	hist := &failingHistory{reading: make(chan struct{}), release: make(chan struct{})}
+	g, err := New(Config{ID: "gw-a", NATS: natstest.Conn(t), History: hist, DurableLog: &hist.memLog,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	pairs := dialPairs(t, g, 2)
+	pairs[0].c.user, pairs[1].c.user = "resumer", "other"
+	pairs[0].c.sec.ident = natter.Identity{User: "resumer", Write: []string{"*"}}
+	var got []string
+	read := make(chan struct{})
+	go func() {
+		defer close(read)
+		for {
+			_, data, err := pairs[0].client.ReadMessage()
+			if err != nil {
+				return
+			}
+			for _, line := range strings.Split(string(data), "\n") {
+				var f struct{ Op, Code string }
+				if json.Unmarshal([]byte(line), &f) == nil {
+					got = append(got, f.Op+" "+f.Code)
+					if f.Op == "error" {
+						return
+					}
+				}
+			}
+		}
+	}()
+	joined := make(chan struct{})
+	go func() {
+		defer close(joined)
+		pairs[0].c.join(context.Background(), protocol.ClientFrame{Op: "join", Room: "r", Since: natter.MinIDAt(time.Now().Add(-time.Minute)).String()})
+	}()
+	<-hist.reading
+	if _, err := g.hub.join(pairs[1].c, "r"); err != nil {
+		t.Fatal(err)
+	}
+	g.hub.rooms["r"].fanout(g.hub, []byte(`{"op":"msg","room":"r","id":"x","user":"other","body":"hi","ts":1}`), "x", "")
+	close(hist.release)
+	<-joined
+	select {
+	case <-read:
+	case <-time.After(10 * time.Second):
+		t.Fatal("no error frame")
+	}
+	if want := []string{"error unavailable"}; strings.Join(got, "; ") != strings.Join(want, "; ") {
+		t.Errorf("the resumer got %q, want only %q", got, want)
+	}
+	if _, in := g.hub.rooms["r"].conns[pairs[0].c]; in {
+		t.Error("the resumer is still in the room")
 	}
 }
