@@ -487,13 +487,20 @@ func (c *conn) hold(room string) {
 	c.mu.Unlock()
 }
 
+// unholdLocked stops holding room and returns what it held.
+func (c *conn) unholdLocked(room string) *resumeBuf {
+	rb := c.resuming[room]
+	delete(c.resuming, room)
+	if len(c.resuming) == 0 {
+		c.resuming = nil // most connections never resume again
+	}
+	return rb
+}
+
 // unhold stops holding room and drops what it held.
 func (c *conn) unhold(room string) {
 	c.mu.Lock()
-	delete(c.resuming, room)
-	if len(c.resuming) == 0 {
-		c.resuming = nil
-	}
+	c.unholdLocked(room)
 	c.mu.Unlock()
 }
 
@@ -501,11 +508,7 @@ func (c *conn) unhold(room string) {
 // skip, and stops holding room.
 func (c *conn) release(room string, first [][]byte, skip map[string]struct{}) {
 	c.mu.Lock()
-	rb := c.resuming[room]
-	delete(c.resuming, room)
-	if len(c.resuming) == 0 {
-		c.resuming = nil // most connections never resume again
-	}
+	rb := c.unholdLocked(room)
 	for _, f := range first {
 		c.enqueueLocked(f)
 	}

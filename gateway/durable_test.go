@@ -85,23 +85,30 @@ func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
 	}
 }
 
+// pendingAndFailure returns a durable hop with one pending message and a
+// bridge reply that fails it.
+func pendingAndFailure(t *testing.T) (*durable, *pendingSend, *nats.Msg) {
+	t.Helper()
+	d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
+	msg := testMsg(natter.NewIDGen(nil), "hi")
+	p, err := d.reserve(msg, nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail, _ := json.Marshal(bridge.Reply{ID: msg.ID, Error: "durable log unavailable"})
+	return d, p, &nats.Msg{Data: fail}
+}
+
 // Failure replies (Kafka down, bridge full) space the message's next send
 // out: 200 ms after the first, doubling up to 10 s, so a long outage is
 // not a storm of retries.
 func TestFailureRepliesBackOff(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
-		g := natter.NewIDGen(nil)
-		msg := testMsg(g, "hi")
-		p, err := d.reserve(msg, nil, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fail, _ := json.Marshal(bridge.Reply{ID: msg.ID, Error: "durable log unavailable"})
+		d, p, fail := pendingAndFailure(t)
 		want := []time.Duration{200 * time.Millisecond, 400 * time.Millisecond, 800 * time.Millisecond, 1600 * time.Millisecond,
 			3200 * time.Millisecond, 6400 * time.Millisecond, maxRetry, maxRetry, maxRetry}
 		for i, w := range want {
-			d.onReply(&nats.Msg{Data: fail})
+			d.onReply(fail)
 			d.mu.Lock()
 			got := time.Until(p.next)
 			d.mu.Unlock()
@@ -172,16 +179,9 @@ func TestPendingCIDsOutliveTheCap(t *testing.T) {
 // back off from the start again.
 func TestSoonMakesPendingMessagesDueNow(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
-		g := natter.NewIDGen(nil)
-		msg := testMsg(g, "hi")
-		p, err := d.reserve(msg, nil, false)
-		if err != nil {
-			t.Fatal(err)
-		}
-		fail, _ := json.Marshal(bridge.Reply{ID: msg.ID, Error: "durable log unavailable"})
+		d, p, fail := pendingAndFailure(t)
 		for range 8 {
-			d.onReply(&nats.Msg{Data: fail})
+			d.onReply(fail)
 		}
 		d.soon()
 		d.mu.Lock()

@@ -82,6 +82,26 @@ func newPresenceGateway(t *testing.T) *Gateway {
 	return g
 }
 
+// namedPairs dials n connections of users user0, user1, ...
+func namedPairs(t *testing.T, g *Gateway, n int) []wsPair {
+	t.Helper()
+	pairs := dialPairs(t, g, n)
+	for i, p := range pairs {
+		p.c.user = fmt.Sprintf("user%d", i)
+	}
+	return pairs
+}
+
+// joinAll joins each connection to room "r", in order.
+func joinAll(t *testing.T, g *Gateway, pairs ...wsPair) {
+	t.Helper()
+	for _, p := range pairs {
+		if _, err := g.hub.join(p.c, "r"); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 // Other gateways' members come and go one event at a time; local members
 // hear of a user only when the room as a whole gains or loses them.
 func TestRemotePresenceEvents(t *testing.T) {
@@ -133,12 +153,11 @@ func TestRemotePresenceEvents(t *testing.T) {
 func TestPresenceBatchesARoomFillingUp(t *testing.T) {
 	g := newPresenceGateway(t)
 	const n = 40
-	pairs := dialPairs(t, g, n)
+	pairs := namedPairs(t, g, n)
 	readers := make([]<-chan string, n)
 	views := make([]map[string]bool, n)
 	for i, p := range pairs {
 		readers[i] = presenceReader(p)
-		p.c.user = fmt.Sprintf("user%02d", i)
 		members, err := g.hub.join(p.c, "r")
 		if err != nil {
 			t.Fatal(err)
@@ -148,14 +167,11 @@ func TestPresenceBatchesARoomFillingUp(t *testing.T) {
 			views[i][u] = true
 		}
 	}
-	// One leaves again, and one more connection of user00 comes and goes:
+	// One leaves again, and one more connection of user0 comes and goes:
 	// no change to the room as a whole.
 	g.hub.leave(pairs[n-1].c, "r")
-	extra := dialPairs(t, g, 1)[0]
-	extra.c.user = "user00"
-	if _, err := g.hub.join(extra.c, "r"); err != nil {
-		t.Fatal(err)
-	}
+	extra := namedPairs(t, g, 1)[0] // user0
+	joinAll(t, g, extra)
 	g.hub.leave(extra.c, "r")
 
 	frames := make([][]string, n-1)
@@ -170,7 +186,7 @@ func TestPresenceBatchesARoomFillingUp(t *testing.T) {
 	wg.Wait()
 	want := map[string]bool{}
 	for i := range n - 1 {
-		want[fmt.Sprintf("user%02d", i)] = true
+		want[fmt.Sprintf("user%d", i)] = true
 	}
 	for i, fs := range frames {
 		view := views[i]
@@ -181,7 +197,7 @@ func TestPresenceBatchesARoomFillingUp(t *testing.T) {
 					continue
 				}
 				if view[u] {
-					t.Errorf("user%02d told %s joined, whom it had", i, u)
+					t.Errorf("user%d told %s joined, whom it had", i, u)
 				}
 				view[u] = true
 			}
@@ -190,18 +206,18 @@ func TestPresenceBatchesARoomFillingUp(t *testing.T) {
 					continue
 				}
 				if !view[u] {
-					t.Errorf("user%02d told %s left, whom it did not have", i, u)
+					t.Errorf("user%d told %s left, whom it did not have", i, u)
 				}
 				delete(view, u)
 			}
 		}
 		if !maps.Equal(view, want) {
-			t.Errorf("user%02d ends with %d members, want %d", i, len(view), len(want))
+			t.Errorf("user%d ends with %d members, want %d", i, len(view), len(want))
 		}
 	}
 	r := g.hub.rooms["r"]
 	r.mu.RLock()
-	told, now := r.toldMembersLocked("user00"), r.membersLocked()
+	told, now := r.toldMembersLocked("user0"), r.membersLocked()
 	r.mu.RUnlock()
 	if !slices.Equal(told, now) {
 		t.Errorf("the room's told members %v differ from its members %v with nothing waiting", told, now)
@@ -218,21 +234,12 @@ func TestPresenceBatchesARoomFillingUp(t *testing.T) {
 // message from anyone else leaves the batch alone.
 func TestPresenceGoesOutBeforeItsSendersMessage(t *testing.T) {
 	g := newPresenceGateway(t)
-	pairs := dialPairs(t, g, 3)
-	for i, p := range pairs {
-		p.c.user = fmt.Sprintf("user%d", i)
-	}
+	pairs := namedPairs(t, g, 3)
 	frames := presenceReader(pairs[0])
-	if _, err := g.hub.join(pairs[0].c, "r"); err != nil {
-		t.Fatal(err)
-	}
+	joinAll(t, g, pairs[0])
 	time.Sleep(2 * presenceBatch)
 	// user1's arrival goes out at once; user2's, right after, waits.
-	for _, p := range pairs[1:] {
-		if _, err := g.hub.join(p.c, "r"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, g, pairs[1:]...)
 	r := g.hub.rooms["r"]
 	if !r.waiting.Load() {
 		t.Fatal("the second arrival in a row went out at once")
@@ -256,16 +263,9 @@ func TestPresenceGoesOutBeforeItsSendersMessage(t *testing.T) {
 // message) leaves the next batch to its own timer.
 func TestPresenceStaleTimerLeavesTheNextBatch(t *testing.T) {
 	g := newPresenceGateway(t)
-	pairs := dialPairs(t, g, 4)
-	for i, p := range pairs {
-		p.c.user = fmt.Sprintf("user%d", i)
-	}
+	pairs := namedPairs(t, g, 4)
 	frames := presenceReader(pairs[0])
-	for _, p := range pairs[:3] {
-		if _, err := g.hub.join(p.c, "r"); err != nil {
-			t.Fatal(err)
-		}
-	}
+	joinAll(t, g, pairs[:3]...)
 	r := g.hub.rooms["r"]
 	r.mu.Lock()
 	stale := r.pres.timer
@@ -274,9 +274,7 @@ func TestPresenceStaleTimerLeavesTheNextBatch(t *testing.T) {
 		t.Fatal("no timer for the waiting arrival")
 	}
 	r.flushPresence(g.hub, "user2") // told with user2's message
-	if _, err := g.hub.join(pairs[3].c, "r"); err != nil {
-		t.Fatal(err)
-	}
+	joinAll(t, g, pairs[3])
 	// The stale timer's function runs now (as if it had fired while the
 	// batch went out): user3's arrival must keep waiting.
 	stale.Reset(0)
