@@ -10,6 +10,7 @@
 //	natter replay       Kafka → PostgreSQL again, or print a room's log
 //	natter bench        load generator: throughput, latency, loss, memory
 //	natter healthcheck  GET a health URL, exit 0 on 200 (for containers)
+//	natter certs        a throwaway CA and certificates for secured links
 //
 // Run any of them with --help for its flags and environment variables.
 package main
@@ -76,8 +77,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 		return m.runReplay(ctx, args)
 	case "healthcheck":
 		return m.runHealthcheck(ctx, args)
+	case "certs":
+		return m.runCerts(ctx, args)
 	case "help":
-		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister|local|replay|bench|healthcheck] [--help]")
+		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister|local|replay|bench|healthcheck|certs] [--help]")
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q; try natter --help", cmd)
