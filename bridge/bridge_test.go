@@ -46,7 +46,7 @@ func TestInflightIsBoundedAndResentMessagesAreNotProducedTwice(t *testing.T) {
 			release()
 		}
 	}()
-	prod, err := kafka.NewProducer(brokers, "log", "test")
+	prod, err := kafka.NewProducer(kafka.Cluster{Brokers: brokers}, "log", "test")
 	if err != nil {
 		t.Fatal(err)
 	}

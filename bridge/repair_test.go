@@ -24,7 +24,7 @@ func TestRepairRestartedBeforeItsFirstCommitChecksWhatItMissed(t *testing.T) {
 		t.Fatal("NATTER_TEST_KAFKA_BROKERS is not set: run the suite with ./scripts/test, which starts Kafka")
 	}
 	topic := fmt.Sprintf("repair-test-%d", time.Now().UnixNano())
-	if err := kafka.EnsureTopic(brokers, topic, 2); err != nil {
+	if err := kafka.EnsureTopic(kafka.Cluster{Brokers: brokers}, topic, 2); err != nil {
 		t.Fatal(err)
 	}
 	f, nc := newTestFederation(t)

@@ -67,10 +67,10 @@ func NewConfig(clientID string) *sarama.Config {
 
 // EnsureTopic creates topic with partitions partitions if it does not
 // exist. An existing topic is left as it is.
-func EnsureTopic(brokers []string, topic string, partitions int32) error {
-	admin, err := sarama.NewClusterAdmin(brokers, NewConfig("natter-admin"))
+func EnsureTopic(c Cluster, topic string, partitions int32) error {
+	admin, err := sarama.NewClusterAdmin(c.Brokers, c.Config("natter-admin"))
 	if err != nil {
-		return fmt.Errorf("kafka: connect to %v: %w", brokers, err)
+		return fmt.Errorf("kafka: connect to %s: %w", c, Explain(err))
 	}
 	defer admin.Close()
 	err = admin.CreateTopic(topic, &sarama.TopicDetail{NumPartitions: partitions, ReplicationFactor: -1}, false)

@@ -34,10 +34,10 @@ type Position struct {
 
 // NewLog connects a reader of topic; group is the persister's consumer
 // group, whose committed offsets mark what PostgreSQL already holds.
-func NewLog(brokers []string, topic, group string) (*Log, error) {
-	client, err := sarama.NewClient(brokers, NewConfig("natter-log"))
+func NewLog(c Cluster, topic, group string) (*Log, error) {
+	client, err := sarama.NewClient(c.Brokers, c.Config("natter-log"))
 	if err != nil {
-		return nil, fmt.Errorf("kafka: log reader for %v: %w", brokers, err)
+		return nil, fmt.Errorf("kafka: log reader for %s: %w", c, Explain(err))
 	}
 	admin, err := sarama.NewClusterAdminFromClient(client)
 	if err != nil {

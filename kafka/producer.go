@@ -19,11 +19,11 @@ type Producer struct {
 	once  sync.Once
 }
 
-// NewProducer connects a producer (see NewConfig) to brokers.
-func NewProducer(brokers []string, topic, clientID string) (*Producer, error) {
-	ap, err := sarama.NewAsyncProducer(brokers, NewConfig(clientID))
+// NewProducer connects a producer (see NewConfig) to the cluster.
+func NewProducer(c Cluster, topic, clientID string) (*Producer, error) {
+	ap, err := sarama.NewAsyncProducer(c.Brokers, c.Config(clientID))
 	if err != nil {
-		return nil, fmt.Errorf("kafka: producer for %v: %w", brokers, err)
+		return nil, fmt.Errorf("kafka: producer for %s: %w", c, Explain(err))
 	}
 	p := &Producer{ap: ap, topic: topic}
 	p.wg.Add(2)

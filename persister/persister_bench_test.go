@@ -55,18 +55,18 @@ func BenchmarkPersisterFromKafka(b *testing.B) {
 			c.Close(context.Background())
 		}
 	})
-	store, err := postgres.Open(ctx, strings.Replace(base, "/natter?", "/bench_p"+uniq+"?", 1))
+	store, err := postgres.Open(ctx, postgres.Config{URL: strings.Replace(base, "/natter?", "/bench_p"+uniq+"?", 1)})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer store.Close()
 	topic := "bench.persister." + uniq
-	if err := kafka.EnsureTopic(brokers, topic, 4); err != nil {
+	if err := kafka.EnsureTopic(kafka.Cluster{Brokers: brokers}, topic, 4); err != nil {
 		b.Fatal(err)
 	}
 
 	// Fill the topic.
-	prod, err := kafka.NewProducer(brokers, topic, "bench-producer")
+	prod, err := kafka.NewProducer(kafka.Cluster{Brokers: brokers}, topic, "bench-producer")
 	if err != nil {
 		b.Fatal(err)
 	}

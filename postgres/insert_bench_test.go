@@ -38,7 +38,7 @@ func benchStore(b *testing.B) *postgres.Store {
 			c.Close(context.Background())
 		}
 	})
-	s, err := postgres.Open(ctx, strings.Replace(base, "/natter?", "/"+name+"?", 1))
+	s, err := postgres.Open(ctx, postgres.Config{URL: strings.Replace(base, "/natter?", "/"+name+"?", 1)})
 	if err != nil {
 		b.Fatal(err)
 	}

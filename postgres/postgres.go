@@ -30,11 +30,40 @@ type Store struct {
 	pool *pgxpool.Pool
 }
 
-// Open connects to url and applies pending migrations.
-func Open(ctx context.Context, url string) (*Store, error) {
-	cfg, err := pgxpool.ParseConfig(url)
+// Config says how to reach the database.
+type Config struct {
+	// URL is a PostgreSQL URL or key=value string, as libpq takes, TLS
+	// included: sslmode=verify-full&sslrootcert=ca.pem verifies the
+	// server against a CA file and its name.
+	URL string
+	// Password, when set, is used instead of one in URL, so that the
+	// password need not be in a URL that shows in ps.
+	Password string
+}
+
+// Check parses the URL without connecting: a malformed URL, or a TLS
+// file it names that does not exist, is reported at once.
+func (c Config) Check() error {
+	_, err := c.pool()
+	return err
+}
+
+func (c Config) pool() (*pgxpool.Config, error) {
+	cfg, err := pgxpool.ParseConfig(c.URL)
 	if err != nil {
 		return nil, fmt.Errorf("postgres: parse url: %w", err)
+	}
+	if c.Password != "" {
+		cfg.ConnConfig.Password = c.Password
+	}
+	return cfg, nil
+}
+
+// Open connects to the database and applies pending migrations.
+func Open(ctx context.Context, c Config) (*Store, error) {
+	cfg, err := c.pool()
+	if err != nil {
+		return nil, err
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {

@@ -6,7 +6,6 @@ package main
 import (
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"time"
 
@@ -20,38 +19,46 @@ import (
 )
 
 type federationFlags struct {
-	region, redisURL *string
-	repairDelay      *time.Duration
+	region      *string
+	redis       *redisFlags
+	repairDelay *time.Duration
+
+	// Set by resolve: nil without federation.
+	redisOpts *redis.Options
 }
 
 func addFederationFlags(f *flags) *federationFlags {
 	return &federationFlags{
 		region:      f.String("region", "local", "region of this bridge; federation skips its own region's traffic"),
-		redisURL:    f.String("redis-url", "", "Redis URL federating the regions (empty: no federation)"),
+		redis:       addRedisFlags(f),
 		repairDelay: f.Duration("repair-delay", 2*time.Second, "how long Redis may take before another region's message is injected from Kafka"),
 	}
+}
+
+// resolve checks the Redis flags and reads the password file.
+func (ff *federationFlags) resolve() error {
+	opts, err := ff.redis.options()
+	ff.redisOpts = opts
+	return err
 }
 
 // start connects federation and repair if --redis-url is set and returns
 // a function running both until its context ends, and the function the
 // bridge calls with each message Kafka acknowledged (nil without
 // federation).
-func (ff *federationFlags) start(brokers []string, topic string, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger) (func(context.Context) error, func(natter.Message), error) {
-	if *ff.redisURL == "" {
+func (ff *federationFlags) start(cluster kafka.Cluster, topic string, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger) (func(context.Context) error, func(natter.Message), error) {
+	if ff.redisOpts == nil {
 		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil, nil
 	}
-	opt, err := redis.ParseURL(*ff.redisURL)
-	if err != nil {
-		return nil, nil, fmt.Errorf("--redis-url: %w", err)
-	}
-	rdb := redis.NewClient(opt)
+	log.Info("federating through Redis", "redis", redisTarget(ff.redisOpts))
+	rdb := redis.NewClient(ff.redisOpts)
 	fed, err := bridge.NewFederation(bridge.FederationConfig{Region: *ff.region, NATS: nc, Redis: rdb, Log: log})
 	if err != nil {
 		rdb.Close()
 		return nil, nil, err
 	}
-	rep, err := bridge.NewRepair(bridge.RepairConfig{Region: *ff.region, Brokers: brokers, Topic: topic,
-		Sarama: kafka.NewConfig("natter-repair"), NATS: nc, Federation: fed, Delay: *ff.repairDelay, Log: log})
+	rep, err := bridge.NewRepair(bridge.RepairConfig{Region: *ff.region, Brokers: cluster.Brokers, Topic: topic,
+		Sarama: cluster.Config("natter-repair"), NATS: nc, Federation: fed, Delay: *ff.repairDelay, Log: log})
 	if err != nil {
 		rdb.Close()
 		return nil, nil, err

@@ -19,9 +19,9 @@ import (
 
 func (m *Main) runReplay(ctx context.Context, args []string) error {
 	f := newFlags("natter replay", "natter replay: write the Kafka log into PostgreSQL again (idempotent), or print one room's log", m.Stderr)
-	brokers := f.String("kafka-brokers", "", "Kafka brokers (host:port,...)")
+	kf := addKafkaFlags(f, "Kafka brokers (host:port,...)")
 	topic := f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
-	dbURL := f.String("database-url", "", "PostgreSQL URL", "DATABASE_URL")
+	db := addDatabaseFlags(f)
 	fromOffset := f.Int("from-offset", -1, "start every partition at this offset (-1: the oldest)")
 	fromTime := f.String("from-time", "", "start at the first record at or after this RFC 3339 time")
 	room := f.String("room", "", "only this room's messages")
@@ -30,9 +30,9 @@ func (m *Main) runReplay(ctx context.Context, args []string) error {
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
-	need := map[string]string{"--kafka-brokers": *brokers}
+	need := map[string]string{"--kafka-brokers": *kf.brokers}
 	if !*printOnly {
-		need["--database-url"] = *dbURL
+		need["--database-url"] = *db.url
 	}
 	if err := required(need); err != nil {
 		return err
@@ -54,7 +54,17 @@ func (m *Main) runReplay(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	klog, err := kafka.NewLog(splitList(*brokers), *topic, "")
+	cluster, err := kf.cluster()
+	if err != nil {
+		return err
+	}
+	var dbc postgres.Config
+	if !*printOnly {
+		if dbc, err = db.config(); err != nil {
+			return err
+		}
+	}
+	klog, err := kafka.NewLog(cluster, *topic, "")
 	if err != nil {
 		return err
 	}
@@ -69,7 +79,7 @@ func (m *Main) runReplay(ctx context.Context, args []string) error {
 	}
 	r := &replayer{out: m.Stdout, room: *room, print: *printOnly, batchSize: *batch, total: total, log: log, start: time.Now(), progress: m.Stderr}
 	if !*printOnly {
-		store, err := postgres.Open(ctx, *dbURL)
+		store, err := postgres.Open(ctx, dbc)
 		if err != nil {
 			return err
 		}

@@ -110,16 +110,22 @@ func (s *stack) close() {
 
 // gatewayFlags are shared by `natter` and `natter gateway`.
 type gatewayFlags struct {
-	addr, id, region, databaseURL, kafkaBrokers, topic, group, logLevel *string
-	partitions                                                          *int
-	open                                                                *bool
-	presenceInterval                                                    *time.Duration
-	sec                                                                 *securityFlags
+	addr, id, region, topic, group, logLevel *string
+	partitions                               *int
+	open                                     *bool
+	presenceInterval                         *time.Duration
+	sec                                      *securityFlags
+	kafka                                    *kafkaFlags
+	db                                       *databaseFlags
+
+	// Set by resolveLinks.
+	cluster kafka.Cluster
+	store   postgres.Config
 }
 
 func addCommon(f *flags, g *gatewayFlags) {
 	g.region = f.String("region", "local", "region name stamped on messages accepted here")
-	g.databaseURL = f.String("database-url", "", "PostgreSQL URL", "DATABASE_URL")
+	g.db = addDatabaseFlags(f)
 	g.topic = f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
 	g.group = f.String("kafka-group", natter.DefaultPersisterGroup, "Kafka consumer group of the persister")
 	g.partitions = f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
@@ -127,12 +133,21 @@ func addCommon(f *flags, g *gatewayFlags) {
 	g.sec = addSecurityFlags(f)
 }
 
+// resolveLinks checks the Kafka and PostgreSQL flags and reads their
+// secret files.
+func (g *gatewayFlags) resolveLinks() error {
+	var kerr, derr error
+	g.cluster, kerr = g.kafka.cluster()
+	g.store, derr = g.db.config()
+	return errors.Join(kerr, derr)
+}
+
 // runAll runs every role in one process.
 func (m *Main) runAll(ctx context.Context, args []string) error {
 	f := newFlags("natter", "natter: the whole chat system in one process (web UI on --addr)", m.Stderr)
 	var g gatewayFlags
 	g.addr = f.String("addr", ":8080", "HTTP and WebSocket listen address")
-	g.kafkaBrokers = f.String("kafka-brokers", "", "Kafka brokers (host:port,...); empty runs the embedded broker")
+	g.kafka = addKafkaFlags(f, "Kafka brokers (host:port,...); empty runs the embedded broker")
 	g.open = f.Bool("open", true, "open mode: anyone may connect under any user name")
 	g.id = f.String("id", "local-1", "gateway id")
 	addCommon(f, &g)
@@ -149,24 +164,27 @@ func (m *Main) runAll(ctx context.Context, args []string) error {
 	if err := g.sec.resolve(f, g.open, log); err != nil {
 		return err
 	}
+	if err := g.resolveLinks(); err != nil {
+		return err
+	}
 	st := &stack{log: log}
 	defer st.close()
-	if *g.databaseURL == "" {
+	if g.store.URL == "" {
 		pg, err := embedded.StartPostgres(ctx, embedded.PostgresConfig{Dir: filepath.Join(*dataDir, "postgres"), Port: *pgPort}, log)
 		if err != nil {
 			return err
 		}
 		st.defer_(func() { _ = pg.Close() })
-		*g.databaseURL = pg.URL()
+		g.store.URL = pg.URL()
 	}
-	if *g.kafkaBrokers == "" {
+	if len(g.cluster.Brokers) == 0 {
 		k, err := embedded.StartKafka(embedded.KafkaConfig{Port: *kafkaPort, DataDir: filepath.Join(*dataDir, "kafka"),
 			Topics: []string{*g.topic}, Partitions: *g.partitions}, log)
 		if err != nil {
 			return err
 		}
 		st.defer_(func() { _ = k.Close() })
-		*g.kafkaBrokers = joinList(k.Brokers())
+		g.cluster = kafka.Cluster{Brokers: k.Brokers()}
 	}
 	ns, err := embedded.StartNATS(embedded.NATSConfig{ServerName: "natter", DontListen: true}, log)
 	if err != nil {
@@ -183,7 +201,7 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	var g gatewayFlags
 	g.addr = f.String("addr", ":8080", "HTTP and WebSocket listen address")
 	g.id = f.String("id", "", "gateway id, unique in the region (default: random)")
-	g.kafkaBrokers = f.String("kafka-brokers", "", "Kafka brokers (host:port,...), read on resume")
+	g.kafka = addKafkaFlags(f, "Kafka brokers (host:port,...), read on resume")
 	g.open = f.Bool("open", false, "open mode: anyone may connect under any user name")
 	addCommon(f, &g)
 	natsAddr := f.String("nats-addr", "127.0.0.1:4222", "client listen address of the embedded NATS server (bridges connect here)")
@@ -196,7 +214,7 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
-	if err := required(map[string]string{"--kafka-brokers": *g.kafkaBrokers, "--database-url": *g.databaseURL}); err != nil {
+	if err := required(map[string]string{"--kafka-brokers": *g.kafka.brokers, "--database-url": *g.db.url}); err != nil {
 		return err
 	}
 	log, err := m.logger(*g.logLevel)
@@ -204,6 +222,9 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 		return err
 	}
 	if err := g.sec.resolve(f, g.open, log); err != nil {
+		return err
+	}
+	if err := g.resolveLinks(); err != nil {
 		return err
 	}
 	host, port, err := splitHostPort(*natsAddr)
@@ -249,16 +270,15 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 // withBackend, the bridge and persister) until ctx ends, shutting down
 // gateway first so its drain still has a bridge.
 func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, connect func(string) (*nats.Conn, error), withBackend bool, edge *natsEdge) error {
-	brokers := splitList(*g.kafkaBrokers)
-	if err := kafka.EnsureTopic(brokers, *g.topic, int32(*g.partitions)); err != nil {
+	if err := kafka.EnsureTopic(g.cluster, *g.topic, int32(*g.partitions)); err != nil {
 		return err
 	}
-	store, err := postgres.Open(ctx, *g.databaseURL)
+	store, err := postgres.Open(ctx, g.store)
 	if err != nil {
 		return err
 	}
 	st.defer_(store.Close)
-	klog, err := kafka.NewLog(brokers, *g.topic, *g.group)
+	klog, err := kafka.NewLog(g.cluster, *g.topic, *g.group)
 	if err != nil {
 		return err
 	}
@@ -284,15 +304,15 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 			return fmt.Errorf("nats: %w", err)
 		}
 		st.defer_(bconn.Close)
-		prod, err := kafka.NewProducer(brokers, *g.topic, "natter-bridge")
+		prod, err := kafka.NewProducer(g.cluster, *g.topic, "natter-bridge")
 		if err != nil {
 			return err
 		}
 		st.defer_(func() { _ = prod.Close() })
 		b := bridge.New(bridge.Config{NATS: bconn, Producer: prod, Log: log})
 		reg.MustRegister(b.Collectors()...)
-		p, err := persister.New(persister.Config{Brokers: brokers, Topic: *g.topic, Group: *g.group, Store: store,
-			Sarama: kafka.NewConfig("natter-persister"), Log: log})
+		p, err := persister.New(persister.Config{Brokers: g.cluster.Brokers, Topic: *g.topic, Group: *g.group, Store: store,
+			Sarama: g.cluster.Config("natter-persister"), Log: log})
 		if err != nil {
 			return err
 		}
@@ -341,7 +361,7 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 func (m *Main) runBridge(ctx context.Context, args []string) error {
 	f := newFlags("natter bridge", "natter bridge: moves a region's messages from NATS to Kafka", m.Stderr)
 	natsURL := f.String("nats-url", "nats://127.0.0.1:4222", "NATS URL of the region (a gateway's embedded server)")
-	brokers := f.String("kafka-brokers", "", "Kafka brokers (host:port,...)")
+	kf := addKafkaFlags(f, "Kafka brokers (host:port,...)")
 	topic := f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
 	partitions := f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
 	addr := f.String("addr", "", "listen address for /healthz and /metrics (empty: none)")
@@ -351,7 +371,7 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
-	if err := required(map[string]string{"--kafka-brokers": *brokers}); err != nil {
+	if err := required(map[string]string{"--kafka-brokers": *kf.brokers}); err != nil {
 		return err
 	}
 	if *maxInflight < 1 {
@@ -361,7 +381,14 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := kafka.EnsureTopic(splitList(*brokers), *topic, int32(*partitions)); err != nil {
+	cluster, err := kf.cluster()
+	if err != nil {
+		return err
+	}
+	if err := fed.resolve(); err != nil {
+		return err
+	}
+	if err := kafka.EnsureTopic(cluster, *topic, int32(*partitions)); err != nil {
 		return err
 	}
 	nc, err := nats.Connect(*natsURL, nats.Name("natter-bridge"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
@@ -370,13 +397,13 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 		return fmt.Errorf("nats %s: %w", *natsURL, err)
 	}
 	defer nc.Close()
-	prod, err := kafka.NewProducer(splitList(*brokers), *topic, "natter-bridge")
+	prod, err := kafka.NewProducer(cluster, *topic, "natter-bridge")
 	if err != nil {
 		return err
 	}
 	defer prod.Close()
 	reg := newRegistry()
-	runFed, forward, err := fed.start(splitList(*brokers), *topic, nc, reg, log)
+	runFed, forward, err := fed.start(cluster, *topic, nc, reg, log)
 	if err != nil {
 		return err
 	}
@@ -401,34 +428,39 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 // runPersister runs a persister.
 func (m *Main) runPersister(ctx context.Context, args []string) error {
 	f := newFlags("natter persister", "natter persister: writes the Kafka log into PostgreSQL", m.Stderr)
-	brokers := f.String("kafka-brokers", "", "Kafka brokers (host:port,...)")
+	kf := addKafkaFlags(f, "Kafka brokers (host:port,...)")
 	topic := f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
 	group := f.String("kafka-group", natter.DefaultPersisterGroup, "Kafka consumer group")
 	partitions := f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
-	dbURL := f.String("database-url", "", "PostgreSQL URL", "DATABASE_URL")
+	db := addDatabaseFlags(f)
 	batch := f.Int("batch-size", 2000, "most rows written per transaction")
 	addr := f.String("addr", "", "listen address for /healthz and /metrics (empty: none)")
 	logLevel := f.String("log-level", "info", "debug, info, warn or error")
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
-	if err := required(map[string]string{"--kafka-brokers": *brokers, "--database-url": *dbURL}); err != nil {
+	if err := required(map[string]string{"--kafka-brokers": *kf.brokers, "--database-url": *db.url}); err != nil {
 		return err
 	}
 	log, err := m.logger(*logLevel)
 	if err != nil {
 		return err
 	}
-	if err := kafka.EnsureTopic(splitList(*brokers), *topic, int32(*partitions)); err != nil {
+	cluster, kerr := kf.cluster()
+	dbc, derr := db.config()
+	if err := errors.Join(kerr, derr); err != nil {
 		return err
 	}
-	store, err := postgres.Open(ctx, *dbURL)
+	if err := kafka.EnsureTopic(cluster, *topic, int32(*partitions)); err != nil {
+		return err
+	}
+	store, err := postgres.Open(ctx, dbc)
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	p, err := persister.New(persister.Config{Brokers: splitList(*brokers), Topic: *topic, Group: *group, Store: store,
-		Sarama: kafka.NewConfig("natter-persister"), BatchSize: *batch, Log: log})
+	p, err := persister.New(persister.Config{Brokers: cluster.Brokers, Topic: *topic, Group: *group, Store: store,
+		Sarama: cluster.Config("natter-persister"), BatchSize: *batch, Log: log})
 	if err != nil {
 		return err
 	}

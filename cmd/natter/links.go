@@ -1,0 +1,273 @@
+// Flags of natter's internal links: how a role reaches Kafka, Redis and
+// PostgreSQL (TLS, SASL, passwords from files). docs/security.md's
+// "Internal links" section lists each with what it protects.
+
+package main
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/natter-chat/natter/kafka"
+	"github.com/natter-chat/natter/postgres"
+	"github.com/natter-chat/natter/tlsconf"
+)
+
+// maxSecretBytes bounds a secret file: a password, not a file picked by
+// mistake.
+const maxSecretBytes = 4096
+
+// readSecretFile reads a password from path for flag. Surrounding
+// whitespace (a trailing newline) is not part of it; an empty file is an
+// error, so a missing secret never reads as "no password".
+func readSecretFile(flag, path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", flag, err)
+	}
+	defer f.Close()
+	b := make([]byte, maxSecretBytes+1)
+	n, err := f.Read(b)
+	if err != nil && n == 0 {
+		return "", fmt.Errorf("%s %s: the file is empty or unreadable: %v", flag, path, err)
+	}
+	if n > maxSecretBytes {
+		return "", fmt.Errorf("%s %s: longer than %d bytes; is it the right file?", flag, path, maxSecretBytes)
+	}
+	s := strings.TrimSpace(string(b[:n]))
+	if s == "" {
+		return "", fmt.Errorf("%s %s: the file is empty", flag, path)
+	}
+	return s, nil
+}
+
+// tlsFlags are the PEM files of one link's client side.
+type tlsFlags struct {
+	prefix                           string // "--kafka"
+	enable                           *bool  // nil when TLS is implied by the files alone
+	caFile, certFile, keyFile, sname *string
+}
+
+func addTLSFlags(f *flags, link, what string, withEnable bool) *tlsFlags {
+	t := &tlsFlags{prefix: "--" + link}
+	if withEnable {
+		t.enable = f.Bool(link+"-tls", false, "TLS to "+what+", verified against the system's roots unless --"+link+"-ca-file is given")
+	}
+	t.caFile = f.String(link+"-ca-file", "", "PEM CA certificates that verify "+what+" (turns TLS on)")
+	t.certFile = f.String(link+"-cert-file", "", "PEM client certificate presented to "+what+" (mutual TLS; with --"+link+"-key-file)")
+	t.keyFile = f.String(link+"-key-file", "", "PEM private key of --"+link+"-cert-file")
+	t.sname = f.String(link+"-server-name", "", "name "+what+"'s certificate must carry, when not the host dialled")
+	return t
+}
+
+// on reports whether any TLS setting is given.
+func (t *tlsFlags) on() bool {
+	return (t.enable != nil && *t.enable) || *t.caFile != "" || *t.certFile != "" || *t.keyFile != "" || *t.sname != ""
+}
+
+// files are the flags as tlsconf.Files.
+func (t *tlsFlags) files() tlsconf.Files {
+	return tlsconf.Files{CA: *t.caFile, Cert: *t.certFile, Key: *t.keyFile, ServerName: *t.sname}
+}
+
+// client returns the dialling configuration, nil when TLS is off, or an
+// error naming the flags.
+func (t *tlsFlags) client() (*tls.Config, error) {
+	if !t.on() {
+		return nil, nil
+	}
+	c, err := t.files().Client()
+	if err != nil {
+		return nil, fmt.Errorf("%s-ca-file/-cert-file/-key-file: %w", t.prefix, err)
+	}
+	return c, nil
+}
+
+// kafkaFlags say how a role reaches Kafka.
+type kafkaFlags struct {
+	brokers                      *string
+	tls                          *tlsFlags
+	mechanism, user, passwordFile *string
+}
+
+func addKafkaFlags(f *flags, brokersUsage string) *kafkaFlags {
+	return &kafkaFlags{
+		brokers:      f.String("kafka-brokers", "", brokersUsage),
+		tls:          addTLSFlags(f, "kafka", "the Kafka brokers", true),
+		mechanism:    f.String("kafka-sasl-mechanism", "", "SASL mechanism: "+strings.Join(kafka.Mechanisms, ", ")+" (empty: none); needs TLS unless every broker is on loopback"),
+		user:         f.String("kafka-sasl-user", "", "SASL user name"),
+		passwordFile: f.String("kafka-sasl-password-file", "", "file holding the SASL password (kept out of ps and logs)"),
+	}
+}
+
+// cluster resolves the flags into a kafka.Cluster, reading the password
+// file. It refuses a configuration that cannot work or would leak the
+// password.
+func (k *kafkaFlags) cluster() (kafka.Cluster, error) {
+	c := kafka.Cluster{Brokers: splitList(*k.brokers)}
+	var errs []error
+	tc, err := k.tls.client()
+	errs = append(errs, err)
+	c.TLS = tc
+	c.SASL = kafka.SASL{Mechanism: strings.ToUpper(*k.mechanism), User: *k.user}
+	if *k.passwordFile != "" {
+		pw, err := readSecretFile("--kafka-sasl-password-file", *k.passwordFile)
+		errs = append(errs, err)
+		c.SASL.Password = pw
+	}
+	switch {
+	case c.SASL.Mechanism == "" && (c.SASL.User != "" || *k.passwordFile != ""):
+		errs = append(errs, errors.New("--kafka-sasl-user and --kafka-sasl-password-file need --kafka-sasl-mechanism"))
+	case c.SASL.Mechanism != "" && c.SASL.User == "":
+		errs = append(errs, fmt.Errorf("--kafka-sasl-mechanism %s needs --kafka-sasl-user", c.SASL.Mechanism))
+	case c.SASL.Mechanism != "" && *k.passwordFile == "":
+		errs = append(errs, fmt.Errorf("--kafka-sasl-mechanism %s needs --kafka-sasl-password-file", c.SASL.Mechanism))
+	case c.SASL.Mechanism != "":
+		if err := c.SASL.Check(); err != nil {
+			errs = append(errs, fmt.Errorf("--kafka-sasl-mechanism: %w", err))
+		}
+	}
+	if c.SASL.Mechanism != "" && c.TLS == nil {
+		if remote := nonLoopback(c.Brokers); len(remote) > 0 {
+			errs = append(errs, fmt.Errorf("--kafka-sasl-mechanism %s without TLS would expose the SASL exchange to the network on the way to %s: add --kafka-tls or --kafka-ca-file",
+				c.SASL.Mechanism, strings.Join(remote, ",")))
+		}
+	}
+	return c, errors.Join(errs...)
+}
+
+// nonLoopback returns the addresses of hostports whose host is not a
+// loopback address or "localhost".
+func nonLoopback(hostports []string) []string {
+	var out []string
+	for _, hp := range hostports {
+		host, _, err := net.SplitHostPort(hp)
+		if err != nil {
+			host = hp
+		}
+		if !isLoopback(host) {
+			out = append(out, hp)
+		}
+	}
+	return out
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
+}
+
+// redisFlags say how a bridge reaches Redis.
+type redisFlags struct {
+	url          *string
+	tls          *tlsFlags
+	passwordFile *string
+}
+
+func addRedisFlags(f *flags) *redisFlags {
+	return &redisFlags{
+		url:          f.String("redis-url", "", "Redis URL federating the regions, redis:// or rediss:// (TLS), user in the URL for ACLs (empty: no federation)"),
+		tls:          addTLSFlags(f, "redis", "Redis", false),
+		passwordFile: f.String("redis-password-file", "", "file holding the Redis password (instead of one in --redis-url, which shows in ps)"),
+	}
+}
+
+// options resolves the flags into go-redis options; nil without a URL.
+func (r *redisFlags) options() (*redis.Options, error) {
+	if *r.url == "" {
+		if r.tls.on() || *r.passwordFile != "" {
+			return nil, errors.New("--redis-ca-file, --redis-cert-file, --redis-key-file, --redis-server-name and --redis-password-file need --redis-url")
+		}
+		return nil, nil
+	}
+	opt, err := redis.ParseURL(*r.url)
+	if err != nil {
+		return nil, fmt.Errorf("--redis-url: %w", err)
+	}
+	if r.tls.on() {
+		if opt.TLSConfig == nil {
+			return nil, errors.New("--redis-ca-file, --redis-cert-file, --redis-key-file and --redis-server-name need a rediss:// URL in --redis-url")
+		}
+		tc, err := r.tls.client()
+		if err != nil {
+			return nil, err
+		}
+		if tc.ServerName == "" {
+			tc.ServerName = opt.TLSConfig.ServerName // the URL's host, as go-redis sets it
+		}
+		opt.TLSConfig = tc
+	}
+	if *r.passwordFile != "" {
+		if opt.Password != "" {
+			return nil, errors.New("give the Redis password in --redis-url or in --redis-password-file, not both")
+		}
+		if opt.Password, err = readSecretFile("--redis-password-file", *r.passwordFile); err != nil {
+			return nil, err
+		}
+	}
+	return opt, nil
+}
+
+// redisTarget describes a Redis link for logs, without its password.
+func redisTarget(opt *redis.Options) string {
+	sec := "plaintext"
+	if opt.TLSConfig != nil {
+		sec = "TLS"
+	}
+	if opt.Username != "" {
+		sec += ", user " + opt.Username
+	}
+	return opt.Addr + " (" + sec + ")"
+}
+
+// databaseFlags say how a role reaches PostgreSQL. TLS is set in the URL
+// (sslmode=verify-full&sslrootcert=ca.pem), as libpq does.
+type databaseFlags struct {
+	url, passwordFile *string
+}
+
+func addDatabaseFlags(f *flags) *databaseFlags {
+	return &databaseFlags{
+		url:          f.String("database-url", "", "PostgreSQL URL; for TLS add sslmode=verify-full&sslrootcert=ca.pem", "DATABASE_URL"),
+		passwordFile: f.String("database-password-file", "", "file holding the PostgreSQL password (instead of one in the URL, which shows in ps)"),
+	}
+}
+
+// config resolves the flags into the store's configuration.
+func (d *databaseFlags) config() (postgres.Config, error) {
+	c := postgres.Config{URL: *d.url}
+	if *d.passwordFile != "" && passwordInURL(*d.url) {
+		return c, errors.New("give the PostgreSQL password in --database-url or in --database-password-file, not both")
+	}
+	if *d.passwordFile != "" {
+		pw, err := readSecretFile("--database-password-file", *d.passwordFile)
+		if err != nil {
+			return c, err
+		}
+		c.Password = pw
+	}
+	if err := c.Check(); err != nil {
+		return c, fmt.Errorf("--database-url: %w", err)
+	}
+	return c, nil
+}
+
+// passwordInURL reports whether a URL carries a password.
+func passwordInURL(raw string) bool {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		return false
+	}
+	_, ok := u.User.Password()
+	return ok
+}

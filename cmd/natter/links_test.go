@@ -1,0 +1,138 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/natter-chat/natter/tlsconf"
+)
+
+// linkFiles makes a CA, a certificate and secret files for the flag tests.
+type linkFiles struct {
+	dir, ca, cert, key, password, empty, missing string
+}
+
+func newLinkFiles(t *testing.T) linkFiles {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := tlsconf.NewCA("test CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.IssueFiles(dir, "client", "127.0.0.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	lf := linkFiles{dir: dir, ca: filepath.Join(dir, "ca.pem"), cert: cert, key: key,
+		password: filepath.Join(dir, "pw"), empty: filepath.Join(dir, "empty"), missing: filepath.Join(dir, "missing.pem")}
+	if err := os.WriteFile(lf.password, []byte("s3cret-password\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(lf.empty, []byte("\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return lf
+}
+
+// TestLinkFlagsRefuseBadConfiguration runs each role with a link
+// configuration that cannot work and checks it stops at once with an
+// error naming the flag, before dialling anything (every address here is
+// unreachable).
+func TestLinkFlagsRefuseBadConfiguration(t *testing.T) {
+	lf := newLinkFiles(t)
+	gateway := []string{"gateway", "--open", "--kafka-brokers", "127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x"}
+	bridge := []string{"bridge", "--kafka-brokers", "127.0.0.1:1", "--nats-url", "nats://127.0.0.1:1"}
+	persister := []string{"persister", "--kafka-brokers", "127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x"}
+	replay := []string{"replay", "--kafka-brokers", "127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x"}
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"CA file that does not exist", append(bridge, "--kafka-ca-file", lf.missing), "--kafka-ca-file"},
+		{"certificate without its key", append(persister, "--kafka-ca-file", lf.ca, "--kafka-cert-file", lf.cert), "without its key"},
+		{"key without its certificate", append(replay, "--kafka-key-file", lf.key), "--kafka-ca-file/-cert-file/-key-file"},
+		{"unknown SASL mechanism", append(gateway, "--kafka-tls", "--kafka-sasl-mechanism", "GSSAPI", "--kafka-sasl-user", "u", "--kafka-sasl-password-file", lf.password), "not one of PLAIN, SCRAM-SHA-256, SCRAM-SHA-512"},
+		{"SASL without a user", append(bridge, "--kafka-tls", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-password-file", lf.password), "needs --kafka-sasl-user"},
+		{"SASL without a password", append(bridge, "--kafka-tls", "--kafka-sasl-mechanism", "SCRAM-SHA-512", "--kafka-sasl-user", "u"), "needs --kafka-sasl-password-file"},
+		{"a user without a mechanism", append(bridge, "--kafka-sasl-user", "u"), "need --kafka-sasl-mechanism"},
+		{"SASL password file missing", append(persister, "--kafka-tls", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--kafka-sasl-password-file", lf.missing), "--kafka-sasl-password-file"},
+		{"SASL password file empty", append(persister, "--kafka-tls", "--kafka-sasl-mechanism", "PLAIN", "--kafka-sasl-user", "u", "--kafka-sasl-password-file", lf.empty), "empty"},
+		{"SASL without TLS to a remote broker", []string{"bridge", "--kafka-brokers", "kafka.example.com:9092", "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", "u", "--kafka-sasl-password-file", lf.password}, "add --kafka-tls"},
+		{"Redis CA with a plaintext URL", append(bridge, "--redis-url", "redis://127.0.0.1:1/0", "--redis-ca-file", lf.ca), "need a rediss:// URL"},
+		{"Redis CA file missing", append(bridge, "--redis-url", "rediss://127.0.0.1:1/0", "--redis-ca-file", lf.missing), "--redis-ca-file"},
+		{"Redis password twice", append(bridge, "--redis-url", "redis://u:p@127.0.0.1:1/0", "--redis-password-file", lf.password), "not both"},
+		{"Redis TLS files without a URL", append(bridge, "--redis-ca-file", lf.ca), "need --redis-url"},
+		{"PostgreSQL CA that does not exist", []string{"persister", "--kafka-brokers", "127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x?sslmode=verify-full&sslrootcert=" + lf.missing}, "--database-url"},
+		{"PostgreSQL password twice", append(persister, "--database-password-file", lf.password, "--database-url", "postgres://x:pw@127.0.0.1:1/x"), "not both"},
+		{"PostgreSQL password file missing", append(gateway, "--database-password-file", lf.missing), "--database-password-file"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var out bytes.Buffer
+			m := &Main{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // nothing may be dialled: the check comes first
+			err := m.Run(ctx, tc.args)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+			for _, secret := range []string{"s3cret-password"} {
+				if strings.Contains(err.Error()+out.String(), secret) {
+					t.Fatalf("the password leaked into the error or the log: %v", err)
+				}
+			}
+		})
+	}
+}
+
+func TestSASLOverPlaintextIsAllowedOnLoopback(t *testing.T) {
+	lf := newLinkFiles(t)
+	f := newFlags("t", "t", &bytes.Buffer{})
+	k := addKafkaFlags(f, "")
+	if err := f.parse([]string{"--kafka-brokers", "127.0.0.1:9092,localhost:9093,[::1]:9094", "--kafka-sasl-mechanism", "scram-sha-512",
+		"--kafka-sasl-user", "natter", "--kafka-sasl-password-file", lf.password}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	c, err := k.cluster()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.SASL.Mechanism != "SCRAM-SHA-512" || c.SASL.Password != "s3cret-password" || c.TLS != nil {
+		t.Fatalf("cluster = %+v", c.SASL)
+	}
+	if s := c.String(); strings.Contains(s, "s3cret") || !strings.Contains(s, "SASL SCRAM-SHA-512 as natter") {
+		t.Fatalf("String() = %q", s)
+	}
+	cfg := c.Config("t")
+	if !cfg.Net.SASL.Enable || cfg.Net.SASL.SCRAMClientGeneratorFunc == nil || cfg.Net.TLS.Enable {
+		t.Fatalf("sarama config: SASL %v, SCRAM client %v, TLS %v", cfg.Net.SASL.Enable, cfg.Net.SASL.SCRAMClientGeneratorFunc != nil, cfg.Net.TLS.Enable)
+	}
+}
+
+func TestRedisFlagsTakeCAAndPasswordFile(t *testing.T) {
+	lf := newLinkFiles(t)
+	f := newFlags("t", "t", &bytes.Buffer{})
+	r := addRedisFlags(f)
+	if err := f.parse([]string{"--redis-url", "rediss://natter@redis.internal:6380/0", "--redis-ca-file", lf.ca,
+		"--redis-cert-file", lf.cert, "--redis-key-file", lf.key, "--redis-password-file", lf.password}, func(string) string { return "" }); err != nil {
+		t.Fatal(err)
+	}
+	opt, err := r.options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if opt.Username != "natter" || opt.Password != "s3cret-password" || opt.TLSConfig == nil || opt.TLSConfig.RootCAs == nil ||
+		len(opt.TLSConfig.Certificates) != 1 || opt.TLSConfig.ServerName != "redis.internal" {
+		t.Fatalf("options: user %q, TLS %+v", opt.Username, opt.TLSConfig)
+	}
+	if s := redisTarget(opt); strings.Contains(s, "s3cret") || s != "redis.internal:6380 (TLS, user natter)" {
+		t.Fatalf("redisTarget = %q", s)
+	}
+}
