@@ -92,8 +92,8 @@ func (t *tlsFlags) client() (*tls.Config, error) {
 
 // kafkaFlags say how a role reaches Kafka.
 type kafkaFlags struct {
-	brokers                      *string
-	tls                          *tlsFlags
+	brokers                       *string
+	tls                           *tlsFlags
 	mechanism, user, passwordFile *string
 }
 
