@@ -59,6 +59,24 @@ func (c Config) pool() (*pgxpool.Config, error) {
 	return cfg, nil
 }
 
+// Target describes the database for logs, without its password:
+// "127.0.0.1:5432/natter (TLS)".
+func (c Config) Target() string {
+	cfg, err := pgxpool.ParseConfig(c.URL)
+	if err != nil {
+		return "an unparsable URL"
+	}
+	cc := cfg.ConnConfig
+	sec := "plaintext"
+	if cc.TLSConfig != nil {
+		sec = "TLS"
+		if !cc.TLSConfig.InsecureSkipVerify {
+			sec = "TLS, verified"
+		}
+	}
+	return fmt.Sprintf("%s:%d/%s (%s, user %s)", cc.Host, cc.Port, cc.Database, sec, cc.User)
+}
+
 // Open connects to the database and applies pending migrations.
 func Open(ctx context.Context, c Config) (*Store, error) {
 	cfg, err := c.pool()

@@ -36,7 +36,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	}
 	t.Cleanup(nc.Close)
 	// Built, never run: only their metrics are read.
-	gw, err := gateway.New(gateway.Config{NATS: nc, History: (*postgres.Store)(nil), DurableLog: kafkaLog{}, Open: true})
+	gw, err := gateway.New(gateway.Config{NATS: nc, History: (*postgres.Store)(nil), DurableLog: &kafkaLog{}, Open: true})
 	if err != nil {
 		t.Fatal(err)
 	}

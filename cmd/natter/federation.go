@@ -6,6 +6,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"time"
 
@@ -25,6 +26,7 @@ type federationFlags struct {
 
 	// Set by resolve: nil without federation.
 	redisOpts *redis.Options
+	rdb       *redis.Client
 }
 
 func addFederationFlags(f *flags) *federationFlags {
@@ -35,11 +37,29 @@ func addFederationFlags(f *flags) *federationFlags {
 	}
 }
 
+// ping is the bridge's /readyz check of its Redis link.
+func (ff *federationFlags) ping(ctx context.Context) error {
+	if err := ff.rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("%s: %w", redisTarget(ff.redisOpts), err)
+	}
+	return nil
+}
+
 // resolve checks the Redis flags and reads the password file.
 func (ff *federationFlags) resolve() error {
 	opts, err := ff.redis.options()
 	ff.redisOpts = opts
+	if err == nil && opts != nil {
+		ff.rdb = redis.NewClient(opts) // dials on first use
+	}
 	return err
+}
+
+// close closes the Redis client, if any.
+func (ff *federationFlags) close() {
+	if ff.rdb != nil {
+		_ = ff.rdb.Close()
+	}
 }
 
 // start connects federation and repair if --redis-url is set and returns
@@ -51,22 +71,19 @@ func (ff *federationFlags) start(cluster kafka.Cluster, topic string, nc *nats.C
 		return func(ctx context.Context) error { <-ctx.Done(); return nil }, nil, nil
 	}
 	log.Info("federating through Redis", "redis", redisTarget(ff.redisOpts))
-	rdb := redis.NewClient(ff.redisOpts)
+	rdb := ff.rdb
 	fed, err := bridge.NewFederation(bridge.FederationConfig{Region: *ff.region, NATS: nc, Redis: rdb, Log: log})
 	if err != nil {
-		rdb.Close()
 		return nil, nil, err
 	}
 	rep, err := bridge.NewRepair(bridge.RepairConfig{Region: *ff.region, Brokers: cluster.Brokers, Topic: topic,
 		Sarama: cluster.Config("natter-repair"), NATS: nc, Federation: fed, Delay: *ff.repairDelay, Log: log})
 	if err != nil {
-		rdb.Close()
 		return nil, nil, err
 	}
 	reg.MustRegister(fed.Collectors()...)
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { fed.NATSDisconnected(*ff.repairDelay) })
 	return func(ctx context.Context) error {
-		defer rdb.Close()
 		errs := make(chan error, 2)
 		go func() { errs <- fed.Run(ctx) }()
 		go func() { errs <- rep.Run(ctx) }()

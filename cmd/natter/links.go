@@ -13,6 +13,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/natter-chat/natter/kafka"
@@ -270,4 +271,45 @@ func passwordInURL(raw string) bool {
 	}
 	_, ok := u.User.Password()
 	return ok
+}
+
+// natsClientFlags say how a process reaches a gateway's NATS client port:
+// the credentials that port requires and the CA its certificate is
+// checked against. A gateway reads the same flags as the server side of
+// that port.
+type natsClientFlags struct {
+	user, passwordFile *string
+	tls                *tlsFlags
+}
+
+func addNATSClientFlags(f *flags) *natsClientFlags {
+	return &natsClientFlags{
+		user:         f.String("nats-user", "natter", "user name on the gateways' NATS client port, with --nats-password-file"),
+		passwordFile: f.String("nats-password-file", "", "file holding the password of --nats-user on the gateways' NATS client port"),
+		tls:          addTLSFlags(f, "nats", "the gateways' NATS servers", false),
+	}
+}
+
+// options resolves the flags into nats.go options, reading the password
+// file.
+func (n *natsClientFlags) options() ([]nats.Option, error) {
+	var opts []nats.Option
+	if *n.passwordFile != "" {
+		pw, err := readSecretFile("--nats-password-file", *n.passwordFile)
+		if err != nil {
+			return nil, err
+		}
+		if *n.user == "" {
+			return nil, errors.New("--nats-password-file needs --nats-user")
+		}
+		opts = append(opts, nats.UserInfo(*n.user, pw))
+	}
+	tc, err := n.tls.client()
+	if err != nil {
+		return nil, err
+	}
+	if tc != nil {
+		opts = append(opts, nats.Secure(tc))
+	}
+	return opts, nil
 }

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -29,17 +31,63 @@ import (
 	"github.com/natter-chat/natter/web"
 )
 
-// kafkaLog adapts kafka.Log to what the gateway needs.
-type kafkaLog struct{ l *kafka.Log }
+// kafkaLog adapts kafka.Log to what the gateway needs; until the log's
+// link is up, a resume that needs it fails with why.
+type kafkaLog struct {
+	link *link
+	l    atomic.Pointer[kafka.Log]
+}
 
-func (k kafkaLog) Mark(ctx context.Context, room string, since natter.ID) (gateway.LogTail, error) {
-	pos, err := k.l.Start(ctx, room, since)
+func (k *kafkaLog) Mark(ctx context.Context, room string, since natter.ID) (gateway.LogTail, error) {
+	l := k.l.Load()
+	if l == nil {
+		return nil, k.link.unavailable()
+	}
+	pos, err := l.Start(ctx, room, since)
 	if err != nil {
 		return nil, err
 	}
 	return func(ctx context.Context, limit int) ([]natter.Message, bool, error) {
-		return k.l.Read(ctx, pos, room, since, limit)
+		return l.Read(ctx, pos, room, since, limit)
 	}, nil
+}
+
+// ping is the log's /readyz check.
+func (k *kafkaLog) ping(ctx context.Context) error {
+	if l := k.l.Load(); l != nil {
+		return l.Ping(ctx)
+	}
+	return k.link.check(ctx)
+}
+
+// lazyStore is the gateway's history store, which answers with why it
+// cannot until PostgreSQL's link is up.
+type lazyStore struct {
+	link *link
+	s    atomic.Pointer[postgres.Store]
+}
+
+func (z *lazyStore) Page(ctx context.Context, room, before string, limit int) ([]natter.Message, bool, error) {
+	s := z.s.Load()
+	if s == nil {
+		return nil, false, z.link.unavailable()
+	}
+	return s.Page(ctx, room, before, limit)
+}
+
+func (z *lazyStore) After(ctx context.Context, room, after string, limit int) ([]natter.Message, error) {
+	s := z.s.Load()
+	if s == nil {
+		return nil, z.link.unavailable()
+	}
+	return s.After(ctx, room, after, limit)
+}
+
+func (z *lazyStore) ping(ctx context.Context) error {
+	if s := z.s.Load(); s != nil {
+		return s.Ping(ctx)
+	}
+	return z.link.check(ctx)
 }
 
 // newRegistry returns a registry with the Go runtime and process metrics.
@@ -266,23 +314,48 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	return m.serve(ctx, st, log, g, connect, false, &natsEdge{collectors: natsCollectors(ns), links: natsLinks(ns)})
 }
 
-// serve opens the store and the log, then runs the gateway (and, when
-// withBackend, the bridge and persister) until ctx ends, shutting down
-// gateway first so its drain still has a bridge.
+// serve runs the gateway (and, when withBackend, the bridge and
+// persister) until ctx ends, shutting down the gateway first so its drain
+// still has a bridge. PostgreSQL and Kafka are dialled in the background
+// until they answer: live chat works meanwhile, /readyz says what is
+// missing and why, and the backend starts once both are up.
 func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, connect func(string) (*nats.Conn, error), withBackend bool, edge *natsEdge) error {
-	if err := kafka.EnsureTopic(g.cluster, *g.topic, int32(*g.partitions)); err != nil {
-		return err
-	}
-	store, err := postgres.Open(ctx, g.store)
-	if err != nil {
-		return err
-	}
-	st.defer_(store.Close)
-	klog, err := kafka.NewLog(g.cluster, *g.topic, *g.group)
-	if err != nil {
-		return err
-	}
-	st.defer_(func() { _ = klog.Close() })
+	store := &lazyStore{link: newLink("postgres", g.store.Target())}
+	klog := &kafkaLog{link: newLink("kafka", g.cluster.String())}
+	linksCtx, stopLinks := context.WithCancel(context.WithoutCancel(ctx))
+	var linking sync.WaitGroup
+	st.defer_(func() {
+		stopLinks()
+		linking.Wait()
+		if s := store.s.Load(); s != nil {
+			s.Close()
+		}
+		if l := klog.l.Load(); l != nil {
+			_ = l.Close()
+		}
+	})
+	storeUp, logUp := make(chan struct{}), make(chan struct{})
+	linking.Add(2)
+	go func() {
+		defer linking.Done()
+		if s, ok := dial(linksCtx, log, store.link, func() (*postgres.Store, error) { return postgres.Open(linksCtx, g.store) }); ok {
+			store.s.Store(s)
+			close(storeUp)
+		}
+	}()
+	go func() {
+		defer linking.Done()
+		l, ok := dial(linksCtx, log, klog.link, func() (*kafka.Log, error) {
+			if err := kafka.EnsureTopic(g.cluster, *g.topic, int32(*g.partitions)); err != nil {
+				return nil, err
+			}
+			return kafka.NewLog(g.cluster, *g.topic, *g.group)
+		})
+		if ok {
+			klog.l.Store(l)
+			close(logUp)
+		}
+	}()
 	gwConn, err := connect("gateway")
 	if err != nil {
 		return fmt.Errorf("nats: %w", err)
@@ -297,35 +370,36 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	var backend sync.WaitGroup
 	backendCtx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
 	defer func() { stopBackend(); backend.Wait() }()
-	errs := make(chan error, 2)
+	errs := make(chan error, 3)
 	if withBackend {
 		bconn, err := connect("bridge")
 		if err != nil {
 			return fmt.Errorf("nats: %w", err)
 		}
 		st.defer_(bconn.Close)
-		prod, err := kafka.NewProducer(g.cluster, *g.topic, "natter-bridge")
-		if err != nil {
-			return err
-		}
-		st.defer_(func() { _ = prod.Close() })
-		b := bridge.New(bridge.Config{NATS: bconn, Producer: prod, Log: log})
-		reg.MustRegister(b.Collectors()...)
-		p, err := persister.New(persister.Config{Brokers: g.cluster.Brokers, Topic: *g.topic, Group: *g.group, Store: store,
-			Sarama: g.cluster.Config("natter-persister"), Log: log})
-		if err != nil {
-			return err
-		}
-		reg.MustRegister(p.Collectors()...)
-		backend.Add(2)
-		go func() { defer backend.Done(); errs <- b.Run(backendCtx) }()
-		go func() { defer backend.Done(); errs <- p.Run(backendCtx) }()
+		backend.Add(1)
+		go func() {
+			defer backend.Done()
+			select {
+			case <-backendCtx.Done():
+				return
+			case <-storeUp:
+			}
+			select {
+			case <-backendCtx.Done():
+				return
+			case <-logUp:
+			}
+			if err := m.runBackend(backendCtx, &backend, errs, log, g, bconn, store.s.Load(), reg); err != nil {
+				errs <- err
+			}
+		}()
 	}
 	gw, err := gateway.New(gateway.Config{
-		ID: *g.id, Region: *g.region, NATS: gwConn, History: store, DurableLog: kafkaLog{klog},
+		ID: *g.id, Region: *g.region, NATS: gwConn, History: store, DurableLog: klog,
 		Open: *g.open, Limits: g.sec.limits, Security: g.sec.security, Registry: reg, Web: web.Handler(), Log: log,
 		PresenceInterval: derefDuration(g.presenceInterval), Links: links, LinkTimeout: embedded.LinkTimeout,
-		Checks: map[string]func(context.Context) error{"postgres": store.Ping, "kafka": klog.Ping},
+		Checks: map[string]func(context.Context) error{"postgres": store.ping, "kafka": klog.ping},
 	})
 	if err != nil {
 		return err
@@ -357,14 +431,43 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	return err
 }
 
+// runBackend starts the one-process default's bridge and persister on
+// backend, which reports their ends on errs; it returns only an error of
+// starting them (nil when started).
+func (m *Main) runBackend(ctx context.Context, backend *sync.WaitGroup, errs chan<- error, log *slog.Logger, g gatewayFlags, bconn *nats.Conn, store *postgres.Store, reg *prometheus.Registry) error {
+	prod, err := kafka.NewProducer(g.cluster, *g.topic, "natter-bridge")
+	if err != nil {
+		return err
+	}
+	b := bridge.New(bridge.Config{NATS: bconn, Producer: prod, Log: log})
+	p, err := persister.New(persister.Config{Brokers: g.cluster.Brokers, Topic: *g.topic, Group: *g.group, Store: store,
+		Sarama: g.cluster.Config("natter-persister"), Log: log})
+	if err != nil {
+		_ = prod.Close()
+		return err
+	}
+	reg.MustRegister(b.Collectors()...)
+	reg.MustRegister(p.Collectors()...)
+	backend.Add(2)
+	go func() {
+		defer backend.Done()
+		err := b.Run(ctx)
+		_ = prod.Close()
+		errs <- err
+	}()
+	go func() { defer backend.Done(); errs <- p.Run(ctx) }()
+	return nil
+}
+
 // runBridge runs a bridge connected to a gateway's NATS.
 func (m *Main) runBridge(ctx context.Context, args []string) error {
 	f := newFlags("natter bridge", "natter bridge: moves a region's messages from NATS to Kafka", m.Stderr)
 	natsURL := f.String("nats-url", "nats://127.0.0.1:4222", "NATS URL of the region (a gateway's embedded server)")
+	nf := addNATSClientFlags(f)
 	kf := addKafkaFlags(f, "Kafka brokers (host:port,...)")
 	topic := f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
 	partitions := f.Int("kafka-partitions", 4, "partitions of the topic when natter creates it")
-	addr := f.String("addr", "", "listen address for /healthz and /metrics (empty: none)")
+	addr := f.String("addr", "", "listen address for /healthz, /readyz and /metrics (empty: none)")
 	logLevel := f.String("log-level", "info", "debug, info, warn or error")
 	maxInflight := f.Int("max-inflight", bridge.DefaultMaxInflight, "messages handed to Kafka and not yet acknowledged; more are refused at once (gateways retry), which bounds memory while Kafka is down")
 	fed := addFederationFlags(f)
@@ -381,39 +484,86 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cluster, err := kf.cluster()
-	if err != nil {
+	cluster, kerr := kf.cluster()
+	natsOpts, nerr := nf.options()
+	if err := errors.Join(kerr, nerr, fed.resolve()); err != nil {
 		return err
 	}
-	if err := fed.resolve(); err != nil {
-		return err
-	}
-	if err := kafka.EnsureTopic(cluster, *topic, int32(*partitions)); err != nil {
-		return err
-	}
-	nc, err := nats.Connect(*natsURL, nats.Name("natter-bridge"), nats.MaxReconnects(-1), nats.ReconnectWait(250*time.Millisecond),
-		natsErrors(log))
-	if err != nil {
-		return fmt.Errorf("nats %s: %w", *natsURL, err)
-	}
-	defer nc.Close()
-	prod, err := kafka.NewProducer(cluster, *topic, "natter-bridge")
-	if err != nil {
-		return err
-	}
-	defer prod.Close()
+	defer fed.close()
 	reg := newRegistry()
+	nl, kl := newLink("nats", *natsURL), newLink("kafka", cluster.String())
+	var nc *nats.Conn
+	var ncMu sync.Mutex
+	checks := map[string]func(context.Context) error{
+		"nats": func(ctx context.Context) error {
+			ncMu.Lock()
+			defer ncMu.Unlock()
+			if nc == nil {
+				return nl.check(ctx)
+			}
+			if !nc.IsConnected() {
+				return fmt.Errorf("reconnecting to %s: %v", *natsURL, nc.LastError())
+			}
+			return nil
+		},
+		"kafka": kl.check,
+	}
+	if fed.redisOpts != nil {
+		checks["redis"] = fed.ping
+	}
+	stop, err := m.serveMetrics(*addr, reg, log, checks)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	var prod *kafka.Producer
+	var up sync.WaitGroup
+	up.Add(2)
+	go func() {
+		defer up.Done()
+		c, ok := dial(ctx, log, nl, func() (*nats.Conn, error) {
+			return nats.Connect(*natsURL, append([]nats.Option{nats.Name("natter-bridge"), nats.MaxReconnects(-1),
+				nats.ReconnectWait(250*time.Millisecond), nats.IgnoreAuthErrorAbort(), natsErrors(log), natsReconnectErrors(log)}, natsOpts...)...)
+		})
+		if ok {
+			ncMu.Lock()
+			nc = c
+			ncMu.Unlock()
+		}
+	}()
+	go func() {
+		defer up.Done()
+		prod, _ = dial(ctx, log, kl, func() (*kafka.Producer, error) {
+			c, err := kf.cluster() // again: a fixed password file is read
+			if err != nil {
+				return nil, err
+			}
+			if err := kafka.EnsureTopic(c, *topic, int32(*partitions)); err != nil {
+				return nil, err
+			}
+			p, err := kafka.NewProducer(c, *topic, "natter-bridge")
+			if err == nil {
+				cluster = c // repair uses what worked
+			}
+			return p, err
+		})
+	}()
+	up.Wait()
+	if nc != nil {
+		defer nc.Close()
+	}
+	if prod != nil {
+		defer prod.Close()
+	}
+	if nc == nil || prod == nil {
+		return nil // stopped while connecting
+	}
 	runFed, forward, err := fed.start(cluster, *topic, nc, reg, log)
 	if err != nil {
 		return err
 	}
 	b := bridge.New(bridge.Config{NATS: nc, Producer: prod, Durable: forward, Log: log, MaxInflight: *maxInflight})
 	reg.MustRegister(b.Collectors()...)
-	stop, err := m.serveMetrics(*addr, reg, log)
-	if err != nil {
-		return err
-	}
-	defer stop()
 	fedCtx, stopFed := context.WithCancel(ctx)
 	fedDone := make(chan error, 1)
 	go func() { fedDone <- runFed(fedCtx) }()
@@ -451,31 +601,61 @@ func (m *Main) runPersister(ctx context.Context, args []string) error {
 	if err := errors.Join(kerr, derr); err != nil {
 		return err
 	}
-	if err := kafka.EnsureTopic(cluster, *topic, int32(*partitions)); err != nil {
-		return err
-	}
-	store, err := postgres.Open(ctx, dbc)
-	if err != nil {
-		return err
-	}
-	defer store.Close()
-	p, err := persister.New(persister.Config{Brokers: cluster.Brokers, Topic: *topic, Group: *group, Store: store,
-		Sarama: cluster.Config("natter-persister"), BatchSize: *batch, Log: log})
-	if err != nil {
-		return err
-	}
 	reg := newRegistry()
-	reg.MustRegister(p.Collectors()...)
-	stop, err := m.serveMetrics(*addr, reg, log)
+	kl, pl := newLink("kafka", cluster.String()), newLink("postgres", dbc.Target())
+	stop, err := m.serveMetrics(*addr, reg, log, map[string]func(context.Context) error{"kafka": kl.check, "postgres": pl.check})
 	if err != nil {
 		return err
 	}
 	defer stop()
+	var store *postgres.Store
+	var p *persister.Persister
+	var up sync.WaitGroup
+	up.Add(2)
+	go func() {
+		defer up.Done()
+		store, _ = dial(ctx, log, pl, func() (*postgres.Store, error) {
+			c, err := db.config() // again: a fixed password file is read
+			if err != nil {
+				return nil, err
+			}
+			return postgres.Open(ctx, c)
+		})
+	}()
+	go func() {
+		defer up.Done()
+		// The consumer group joins only once it runs; here the link is
+		// checked by creating the topic, which needs the same rights.
+		cluster, _ = dial(ctx, log, kl, func() (kafka.Cluster, error) {
+			c, err := kf.cluster()
+			if err != nil {
+				return c, err
+			}
+			return c, kafka.EnsureTopic(c, *topic, int32(*partitions))
+		})
+	}()
+	up.Wait()
+	if store == nil || len(cluster.Brokers) == 0 {
+		if store != nil {
+			store.Close()
+		}
+		return nil // stopped while connecting
+	}
+	defer store.Close()
+	p, err = persister.New(persister.Config{Brokers: cluster.Brokers, Topic: *topic, Group: *group, Store: store,
+		Sarama: cluster.Config("natter-persister"), BatchSize: *batch, Log: log})
+	if err != nil {
+		return err
+	}
+	reg.MustRegister(p.Collectors()...)
 	return p.Run(ctx)
 }
 
-// serveMetrics serves /healthz and /metrics on addr unless it is empty.
-func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger) (func(), error) {
+// serveMetrics serves /healthz, /readyz and /metrics on addr unless it
+// is empty. /readyz runs checks, each within a second, and answers 200
+// when all pass, else 503; both list each check's outcome, as a
+// gateway's /readyz does.
+func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, log *slog.Logger, checks map[string]func(context.Context) error) (func(), error) {
 	if addr == "" {
 		return func() {}, nil
 	}
@@ -486,10 +666,62 @@ func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, log *slog.Log
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ok, res := runChecks(r.Context(), checks)
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		_ = json.NewEncoder(w).Encode(res)
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("metrics listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
+}
+
+// runChecks runs checks concurrently, each within a second, and returns
+// whether all passed and each one's outcome ("ok" or its error).
+func runChecks(ctx context.Context, checks map[string]func(context.Context) error) (bool, map[string]string) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	res := make(map[string]string, len(checks))
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	ok := true
+	for name, check := range checks {
+		wg.Go(func() {
+			err := check(ctx)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				ok = false
+				res[name] = err.Error()
+			} else {
+				res[name] = "ok"
+			}
+		})
+	}
+	wg.Wait()
+	return ok, res
+}
+
+// natsReconnectErrors logs why reconnecting to NATS fails: at once when
+// the reason changes, then at most every 30 s, so a server that keeps
+// refusing (a changed password) does not flood the log.
+func natsReconnectErrors(log *slog.Logger) nats.Option {
+	var mu sync.Mutex
+	var last string
+	var at time.Time
+	return nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err == nil || (err.Error() == last && time.Since(at) < lastRetry) {
+			return
+		}
+		last, at = err.Error(), time.Now()
+		log.Error("nats: reconnecting", "err", err)
+	})
 }
 
 // natsErrors logs asynchronous NATS errors, above all a subscription
