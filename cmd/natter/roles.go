@@ -523,7 +523,7 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 		defer up.Done()
 		c, ok := dial(ctx, log, nl, func() (*nats.Conn, error) {
 			return nats.Connect(*natsURL, append([]nats.Option{nats.Name("natter-bridge"), nats.MaxReconnects(-1),
-				nats.ReconnectWait(250*time.Millisecond), nats.IgnoreAuthErrorAbort(), natsErrors(log), natsReconnectErrors(log)}, natsOpts...)...)
+				nats.ReconnectWait(250 * time.Millisecond), nats.IgnoreAuthErrorAbort(), natsErrors(log), natsReconnectErrors(log)}, natsOpts...)...)
 		})
 		if ok {
 			ncMu.Lock()
