@@ -7,7 +7,11 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/redis/go-redis/v9"
+
+	"github.com/natter-chat/natter/postgres"
 	"github.com/natter-chat/natter/tlsconf"
 )
 
@@ -134,5 +138,131 @@ func TestRedisFlagsTakeCAAndPasswordFile(t *testing.T) {
 	}
 	if s := redisTarget(opt); strings.Contains(s, "s3cret") || s != "redis.internal:6380 (TLS, user natter)" {
 		t.Fatalf("redisTarget = %q", s)
+	}
+}
+
+// service returns a variable of scripts/services; these tests need the
+// services it starts.
+func service(t *testing.T, env string) string {
+	t.Helper()
+	v := os.Getenv(env)
+	if v == "" {
+		t.Fatalf("%s is not set: run the suite with ./scripts/test, which starts the services", env)
+	}
+	return v
+}
+
+// otherCA writes a CA that signed none of the services' certificates.
+func otherCA(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	ca, err := tlsconf.NewCA("another CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteCA(dir); err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, "ca.pem")
+}
+
+// TestRedisOverTLSWithACLUser reaches the test Redis's TLS port as its
+// ACL user, with the CA and the password from files, and checks that a
+// wrong password and an untrusted certificate are refused, each saying
+// why.
+func TestRedisOverTLSWithACLUser(t *testing.T) {
+	ca := filepath.Join(service(t, "NATTER_TEST_TLS_DIR"), "ca.pem")
+	pwFile := service(t, "NATTER_TEST_REDIS_PASSWORD_FILE")
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(wrong, []byte("not-the-password"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name, ca, pw, want string
+	}{
+		{"right CA and password", ca, pwFile, ""},
+		{"wrong password", ca, wrong, "WRONGPASS"},
+		{"untrusted server certificate", otherCA(t), pwFile, "certificate signed by unknown authority"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFlags("t", "t", &bytes.Buffer{})
+			r := addRedisFlags(f)
+			if err := f.parse([]string{"--redis-url", service(t, "NATTER_TEST_REDIS_TLS_URL"), "--redis-ca-file", tc.ca,
+				"--redis-password-file", tc.pw}, func(string) string { return "" }); err != nil {
+				t.Fatal(err)
+			}
+			opt, err := r.options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt.MaxRetries = -1
+			rdb := redis.NewClient(opt)
+			defer rdb.Close()
+			err = rdb.Ping(context.Background()).Err()
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestPostgreSQLVerifyFull opens the store over TLS with sslmode=verify-full,
+// the password from a file, and checks that an untrusted server
+// certificate and a wrong password are refused.
+func TestPostgreSQLVerifyFull(t *testing.T) {
+	url := service(t, "NATTER_TEST_DATABASE_TLS_URL")
+	pwFile := service(t, "NATTER_TEST_DATABASE_PASSWORD_FILE")
+	wrong := filepath.Join(t.TempDir(), "wrong")
+	if err := os.WriteFile(wrong, []byte("not-the-password"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	caFile := filepath.Join(service(t, "NATTER_TEST_TLS_DIR"), "ca.pem")
+	for _, tc := range []struct {
+		name, url, pw, want string
+	}{
+		{"right CA and password", url, pwFile, ""},
+		{"wrong password", url, wrong, "password authentication failed"},
+		{"untrusted server certificate", strings.Replace(url, caFile, otherCA(t), 1), pwFile, "unknown authority"},
+		{"TLS refused for this user", strings.Replace(url, "sslmode=verify-full", "sslmode=disable", 1), pwFile, "no encryption"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFlags("t", "t", &bytes.Buffer{})
+			d := addDatabaseFlags(f)
+			if err := f.parse([]string{"--database-url", tc.url, "--database-password-file", tc.pw}, func(string) string { return "" }); err != nil {
+				t.Fatal(err)
+			}
+			c, err := d.config()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if target := c.Target(); strings.Contains(target, "not-the-password") || (tc.want == "" && !strings.Contains(target, "TLS, verified")) {
+				t.Fatalf("Target() = %q", target)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			s, err := postgres.Open(ctx, c)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer s.Close()
+				if err := s.Ping(ctx); err != nil {
+					t.Fatal(err)
+				}
+				return
+			}
+			if err == nil {
+				s.Close()
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
 	}
 }
