@@ -6,18 +6,22 @@ package embedded
 
 import (
 	"context"
+	"crypto/rand"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"golang.org/x/crypto/bcrypt"
 )
 
 // Links to other servers (routes, leaf nodes) ping every linkPingInterval
@@ -32,8 +36,22 @@ const (
 	LinkTimeout = linkPingInterval * (linkMaxPingsOut + 1)
 )
 
+// bcryptCost of the client port's password hashes: each client login
+// (a bridge's connect, a gateway's own) costs one check, a few
+// milliseconds at this cost, and there are few logins.
+const bcryptCost = 10
+
 // natsReadyTimeout bounds how long StartNATS waits for the listeners.
 const natsReadyTimeout = 10 * time.Second
+
+// natsTLSTimeout bounds a TLS handshake on the client port, a route or a
+// leaf-node connection (nats-server's default is 2 s, tight for a loaded
+// machine or a long link).
+const natsTLSTimeout = 5 * time.Second
+
+// inProcessUser is the user Connect logs in as when ClientAuth is set. Its
+// password is random, made at StartNATS, and known only to the NATS value.
+const inProcessUser = "natter-in-process"
 
 // NATSConfig configures StartNATS. The zero value is an in-process-only
 // server with no TCP listener at all; that is what the one-process default
@@ -80,13 +98,77 @@ type NATSConfig struct {
 	// listener: this server is the hub others connect to.
 	LeafHost string
 	LeafPort int
+
+	// ClientAuth, when set, makes the client listener require this user
+	// and password. Connect is not affected: in-process connections log
+	// in as a second, internal user whose random password, made by
+	// StartNATS, only the returned NATS knows. Both users may publish and
+	// subscribe to anything. It needs the client listener (DontListen
+	// false), and LeafAuth when there is a leaf listener, since
+	// nats-server would otherwise make leaf nodes log in as a client
+	// user.
+	ClientAuth *UserPassword
+	// ClientTLS, when set, puts the client listener under TLS. It needs a
+	// certificate; when its own ClientAuth field is
+	// tls.RequireAndVerifyClientCert, clients must also present a
+	// certificate that its ClientCAs verify (mutual TLS). ClientURL stays
+	// nats://host:port: nats.go switches to TLS when the server requires
+	// it. Connect is not affected: in-process connections skip TLS. It
+	// needs the client listener.
+	ClientTLS *tls.Config
+
+	// ClusterTLS, when set, puts every route under mutual TLS, the ones
+	// this node accepts and the ones it dials; route URLs stay
+	// nats://host:port. It needs ClusterName, a certificate, ClientCAs,
+	// and its ClientAuth field set to tls.RequireAndVerifyClientCert: a
+	// node joins only with a certificate that ClientCAs verify, and this
+	// node verifies the ones it dials with RootCAs (ClientCAs when RootCAs
+	// is nil), against the host of the route URL or advertised address.
+	// tlsconf.Files.Server(true) makes such a configuration.
+	ClusterTLS *tls.Config
+	// ClusterAuth, when set, makes the route listener require this user
+	// and password, and this node presents them on the routes it dials,
+	// in place of any user info in Routes. It needs ClusterName.
+	ClusterAuth *UserPassword
+
+	// LeafTLS, when set, puts leaf-node connections under TLS: the leaf
+	// listener's, which then needs a certificate (and when the
+	// configuration's ClientAuth field is tls.RequireAndVerifyClientCert,
+	// leaf nodes must present a certificate that its ClientCAs verify),
+	// and the ones to LeafRemotes, which verify the hub with RootCAs
+	// (ClientCAs when RootCAs is nil) and present the configuration's
+	// certificate, if any. It needs a leaf listener or LeafRemotes.
+	LeafTLS *tls.Config
+	// LeafAuth, when set, makes the leaf listener require this user and
+	// password, and this server presents them to LeafRemotes, in place of
+	// any user info in those URLs. It needs a leaf listener or
+	// LeafRemotes.
+	LeafAuth *UserPassword
+}
+
+// UserPassword is a user name and password that a listener requires and,
+// for routes and leaf nodes, that a dialling server presents. Neither may
+// be empty.
+type UserPassword struct {
+	User     string
+	Password string
+}
+
+func (up *UserPassword) check(field string) error {
+	if up.User == "" || up.Password == "" {
+		return fmt.Errorf("nats: %s needs both a user and a password", field)
+	}
+	return nil
 }
 
 // NATS is a running in-process NATS server.
 type NATS struct {
-	srv       *server.Server
-	log       *slog.Logger
-	closeOnce sync.Once
+	srv *server.Server
+	log *slog.Logger
+	// inProcessPassword is inProcessUser's password, or "" when the
+	// server requires no client authentication.
+	inProcessPassword string
+	closeOnce         sync.Once
 }
 
 // StartNATS starts a NATS server in this process and returns once it accepts
@@ -100,6 +182,19 @@ func StartNATS(cfg NATSConfig, log *slog.Logger) (*NATS, error) {
 	opts, err := cfg.serverOptions()
 	if err != nil {
 		return nil, err
+	}
+	var inProcessPassword string
+	if cfg.ClientAuth != nil {
+		inProcessPassword = rand.Text()
+		opts.Users = append(opts.Users, &server.User{Username: inProcessUser, Password: inProcessPassword})
+		// The server keeps only bcrypt hashes of client passwords.
+		for _, u := range opts.Users {
+			h, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcryptCost)
+			if err != nil {
+				return nil, fmt.Errorf("nats: hash the password of %s: %w", u.Username, err)
+			}
+			u.Password = string(h)
+		}
 	}
 	if !cfg.DontListen {
 		if err := checkPortFree("nats", opts.Host, opts.Port, "set another NATS port or stop the other process"); err != nil {
@@ -138,8 +233,12 @@ func StartNATS(cfg NATSConfig, log *slog.Logger) (*NATS, error) {
 		return nil, fmt.Errorf("nats: start server: %s", why)
 	}
 	sl.started.Store(true)
-	n := &NATS{srv: srv, log: log}
-	log.Info("nats server started", slog.String("client_url", n.ClientURL()), slog.String("cluster_url", n.ClusterURL()))
+	n := &NATS{srv: srv, log: log, inProcessPassword: inProcessPassword}
+	attrs := []any{slog.String("client_url", n.ClientURL()), slog.String("cluster_url", n.ClusterURL())}
+	if sec := cfg.security(); sec != "" {
+		attrs = append(attrs, slog.String("security", sec))
+	}
+	log.Info("nats server started", attrs...)
 	return n, nil
 }
 
@@ -147,11 +246,23 @@ func StartNATS(cfg NATSConfig, log *slog.Logger) (*NATS, error) {
 // in-memory pipe: no TCP, no port, and it works with DontListen. name is the
 // connection name shown in monitoring; opts are applied after ours, so a
 // caller can override any of them.
+//
+// When the server requires client authentication (ClientAuth), the
+// connection logs in as an internal user that only this value knows the
+// password of; when the client port has TLS, the connection skips it, as
+// nats-server lets in-process connections do.
 func (n *NATS) Connect(name string, opts ...nats.Option) (*nats.Conn, error) {
-	all := append([]nats.Option{nats.Name(name), nats.InProcessServer(n.srv)}, opts...)
+	all := []nats.Option{nats.Name(name), nats.InProcessServer(n.srv)}
+	if n.inProcessPassword != "" {
+		all = append(all, nats.UserInfo(inProcessUser, n.inProcessPassword))
+	}
+	all = append(all, opts...)
 	// The URL is never dialled with InProcessServer set, but nats.go wants
-	// at least one server in its list.
-	nc, err := nats.Connect(n.srv.ClientURL(), all...)
+	// at least one server in its list. nats-server gives a tls:// URL when
+	// the client port has TLS, and nats.go would then insist on TLS over
+	// the pipe; in-process connections need none.
+	u := strings.Replace(n.srv.ClientURL(), "tls://", "nats://", 1)
+	nc, err := nats.Connect(u, all...)
 	if err != nil {
 		return nil, fmt.Errorf("nats: connect %q in-process: %w", name, err)
 	}
@@ -229,6 +340,9 @@ func (n *NATS) Close() error {
 
 // serverOptions validates cfg and turns it into nats-server options.
 func (cfg NATSConfig) serverOptions() (*server.Options, error) {
+	if err := cfg.checkSecurity(); err != nil {
+		return nil, err
+	}
 	clustered := cfg.ClusterName != ""
 	if !clustered && (len(cfg.Routes) > 0 || cfg.ClusterPort != 0 || cfg.ClusterHost != "") {
 		return nil, errors.New("nats: routes and a cluster listener need ClusterName")
@@ -246,16 +360,54 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 	if cfg.DontListen {
 		opts.Port = 0
 	}
+	if cfg.ClientAuth != nil {
+		// StartNATS adds the in-process user.
+		opts.Users = []*server.User{{Username: cfg.ClientAuth.User, Password: cfg.ClientAuth.Password}}
+	}
+	if cfg.ClientTLS != nil {
+		opts.TLSConfig = cfg.ClientTLS.Clone()
+		opts.TLSTimeout = natsTLSTimeout.Seconds()
+		// nats-server decides on verifying clients by the configuration's
+		// ClientAuth; TLSVerify only says so in monitoring and INFO.
+		opts.TLSVerify = cfg.ClientTLS.ClientAuth == tls.RequireAndVerifyClientCert
+	}
+	var leafTLS *tls.Config
+	if cfg.LeafTLS != nil {
+		leafTLS = cfg.LeafTLS.Clone()
+		if leafTLS.RootCAs == nil {
+			leafTLS.RootCAs = leafTLS.ClientCAs
+		}
+	}
 	for _, r := range cfg.LeafRemotes {
 		u, err := url.Parse(r)
 		if err != nil || (u.Scheme != "nats" && u.Scheme != "nats-leaf") || u.Port() == "" {
-			return nil, fmt.Errorf("nats: leaf remote %q is not a nats-leaf://host:port URL", r)
+			return nil, fmt.Errorf("nats: leaf remote %q is not a nats-leaf://host:port URL", redactURL(r))
 		}
-		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, &server.RemoteLeafOpts{URLs: []*url.URL{u}})
+		remote := &server.RemoteLeafOpts{URLs: []*url.URL{u}}
+		if cfg.LeafAuth != nil {
+			u.User = url.UserPassword(cfg.LeafAuth.User, cfg.LeafAuth.Password)
+		}
+		if leafTLS != nil {
+			remote.TLS = true
+			remote.TLSConfig = leafTLS.Clone()
+			remote.TLSTimeout = natsTLSTimeout.Seconds()
+		}
+		opts.LeafNode.Remotes = append(opts.LeafNode.Remotes, remote)
 	}
 	if cfg.LeafPort != 0 {
 		opts.LeafNode.Host = orDefault(cfg.LeafHost, "127.0.0.1")
 		opts.LeafNode.Port = randomIfZero(cfg.LeafPort)
+		if cfg.LeafAuth != nil {
+			opts.LeafNode.Username = cfg.LeafAuth.User
+			opts.LeafNode.Password = cfg.LeafAuth.Password
+		}
+		if leafTLS != nil {
+			// A leaf node must present a certificate when ClientAuth says
+			// tls.RequireAndVerifyClientCert: nats-server reads that
+			// from the configuration, there is no separate switch.
+			opts.LeafNode.TLSConfig = leafTLS
+			opts.LeafNode.TLSTimeout = natsTLSTimeout.Seconds()
+		}
 	}
 	if clustered || len(cfg.LeafRemotes) > 0 || cfg.LeafPort != 0 {
 		// Links ping often, so one that went silent is closed within
@@ -281,14 +433,137 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 		}
 		opts.Cluster.Advertise = cfg.ClusterAdvertise
 	}
+	if cfg.ClusterAuth != nil {
+		// Routes learnt from other nodes (not in Routes) are dialled with
+		// these too.
+		opts.Cluster.Username = cfg.ClusterAuth.User
+		opts.Cluster.Password = cfg.ClusterAuth.Password
+	}
+	if cfg.ClusterTLS != nil {
+		// checkSecurity made sure that it verifies the other side; with
+		// a TLS configuration, nats-server requires TLS on every route,
+		// accepted or dialled, and verifies by ClientAuth.
+		tc := cfg.ClusterTLS.Clone()
+		if tc.RootCAs == nil {
+			tc.RootCAs = tc.ClientCAs
+		}
+		opts.Cluster.TLSConfig = tc
+		opts.Cluster.TLSTimeout = natsTLSTimeout.Seconds()
+	}
 	for _, r := range cfg.Routes {
 		u, err := url.Parse(r)
 		if err != nil || u.Scheme != "nats" || u.Port() == "" {
-			return nil, fmt.Errorf("nats: route %q is not a nats://host:port URL", r)
+			return nil, fmt.Errorf("nats: route %q is not a nats://host:port URL", redactURL(r))
+		}
+		if cfg.ClusterAuth != nil {
+			// nats-server presents a route URL's user info when it dials.
+			u.User = url.UserPassword(cfg.ClusterAuth.User, cfg.ClusterAuth.Password)
 		}
 		opts.Routes = append(opts.Routes, u)
 	}
 	return opts, nil
+}
+
+// checkSecurity refuses TLS and authentication settings that cannot work
+// together with the rest of cfg.
+func (cfg NATSConfig) checkSecurity() error {
+	if cfg.DontListen && (cfg.ClientAuth != nil || cfg.ClientTLS != nil) {
+		return errors.New("nats: ClientAuth and ClientTLS secure the client listener, which DontListen turns off")
+	}
+	if cfg.ClientAuth != nil {
+		if err := cfg.ClientAuth.check("ClientAuth"); err != nil {
+			return err
+		}
+		if cfg.ClientAuth.User == inProcessUser {
+			return fmt.Errorf("nats: ClientAuth user %q is reserved for in-process connections", inProcessUser)
+		}
+		if cfg.LeafPort != 0 && cfg.LeafAuth == nil {
+			return errors.New("nats: ClientAuth with a leaf listener needs LeafAuth, or nats-server would make leaf nodes log in as the client user")
+		}
+	}
+	if cfg.ClientTLS != nil {
+		if err := checkServerTLS("ClientTLS", cfg.ClientTLS); err != nil {
+			return err
+		}
+	}
+	if cfg.ClusterName == "" && (cfg.ClusterTLS != nil || cfg.ClusterAuth != nil) {
+		return errors.New("nats: ClusterTLS and ClusterAuth secure routes, which need ClusterName")
+	}
+	if cfg.ClusterAuth != nil {
+		if err := cfg.ClusterAuth.check("ClusterAuth"); err != nil {
+			return err
+		}
+	}
+	if cfg.ClusterTLS != nil {
+		if cfg.ClusterTLS.ClientAuth != tls.RequireAndVerifyClientCert {
+			return errors.New("nats: ClusterTLS must verify the other nodes: set its ClientAuth to tls.RequireAndVerifyClientCert")
+		}
+		if err := checkServerTLS("ClusterTLS", cfg.ClusterTLS); err != nil {
+			return err
+		}
+	}
+	leaf := cfg.LeafPort != 0 || len(cfg.LeafRemotes) > 0
+	if !leaf && (cfg.LeafTLS != nil || cfg.LeafAuth != nil) {
+		return errors.New("nats: LeafTLS and LeafAuth secure leaf-node connections, which need LeafPort or LeafRemotes")
+	}
+	if cfg.LeafAuth != nil {
+		if err := cfg.LeafAuth.check("LeafAuth"); err != nil {
+			return err
+		}
+	}
+	if cfg.LeafTLS != nil && cfg.LeafPort != 0 {
+		if err := checkServerTLS("LeafTLS", cfg.LeafTLS); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// checkServerTLS checks that c can serve: it has a certificate, and a CA
+// pool when it verifies the other side (else the system's roots would
+// verify a private link's peers).
+func checkServerTLS(field string, c *tls.Config) error {
+	if len(c.Certificates) == 0 && c.GetCertificate == nil && c.GetConfigForClient == nil {
+		return fmt.Errorf("nats: %s has no certificate to serve with", field)
+	}
+	if c.ClientAuth >= tls.VerifyClientCertIfGiven && c.ClientCAs == nil {
+		return fmt.Errorf("nats: %s verifies the other side's certificate but has no ClientCAs", field)
+	}
+	return nil
+}
+
+// security names the TLS and authentication settings that are on, for the
+// start-up log line: never a user name or a password.
+func (cfg NATSConfig) security() string {
+	var on []string
+	for _, s := range []struct {
+		name string
+		set  bool
+	}{
+		{"client_tls", cfg.ClientTLS != nil},
+		{"client_auth", cfg.ClientAuth != nil},
+		{"cluster_tls", cfg.ClusterTLS != nil},
+		{"cluster_auth", cfg.ClusterAuth != nil},
+		{"leaf_tls", cfg.LeafTLS != nil},
+		{"leaf_auth", cfg.LeafAuth != nil},
+	} {
+		if s.set {
+			on = append(on, s.name)
+		}
+	}
+	return strings.Join(on, ",")
+}
+
+// redactURL hides the password of a URL for an error message, and the
+// whole URL when its user info cannot be told apart.
+func redactURL(raw string) string {
+	if !strings.Contains(raw, "@") {
+		return raw
+	}
+	if u, err := url.Parse(raw); err == nil && u.User != nil {
+		return u.Redacted()
+	}
+	return "(a URL with user info, not shown)"
 }
 
 // randomIfZero maps our "0 picks a free port" to nats-server's -1, because
