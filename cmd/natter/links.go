@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/natter-chat/natter/embedded"
 	"github.com/natter-chat/natter/kafka"
 	"github.com/natter-chat/natter/postgres"
 	"github.com/natter-chat/natter/tlsconf"
@@ -312,4 +313,128 @@ func (n *natsClientFlags) options() ([]nats.Option, error) {
 		opts = append(opts, nats.Secure(tc))
 	}
 	return opts, nil
+}
+
+// natsServerFlags secure a gateway's embedded NATS server: its client
+// port (bridges), its routes (the region's other gateways) and its leaf
+// nodes (edge gateways and their hub). The names match natsClientFlags,
+// so one set of files and secrets serves a whole region.
+type natsServerFlags struct {
+	user, passwordFile                    *string
+	caFile, certFile, keyFile             *string
+	clusterPasswordFile, leafPasswordFile *string
+	insecure                              *bool
+}
+
+// Users the route and leaf listeners require; the password is the
+// secret.
+const (
+	natsRouteUser = "natter-route"
+	natsLeafUser  = "natter-leaf"
+)
+
+func addNATSServerFlags(f *flags) *natsServerFlags {
+	return &natsServerFlags{
+		user:                f.String("nats-user", "natter", "user name bridges log in with on the NATS client port, with --nats-password-file"),
+		passwordFile:        f.String("nats-password-file", "", "file holding the password the NATS client port requires (bridges use the same file)"),
+		caFile:              f.String("nats-ca-file", "", "PEM CA certificates that verify the region's other gateways on routes and leaf-node links (mutual TLS)"),
+		certFile:            f.String("nats-cert-file", "", "PEM certificate of this gateway's NATS server: TLS on the client port, routes and leaf nodes, and presented on the routes and leaf links it dials"),
+		keyFile:             f.String("nats-key-file", "", "PEM private key of --nats-cert-file"),
+		clusterPasswordFile: f.String("nats-cluster-password-file", "", "file holding the password routes require and present (user "+natsRouteUser+")"),
+		leafPasswordFile:    f.String("nats-leaf-password-file", "", "file holding the password the leaf-node listener requires and --nats-leaf-remotes present (user "+natsLeafUser+")"),
+		insecure:            f.Bool("nats-insecure", false, "let NATS listen on a non-loopback address without authentication, or dial a non-loopback hub without TLS: anyone on that network can then read every room and publish as anyone"),
+	}
+}
+
+// apply secures cfg as the flags say, reading the secret files, and
+// refuses a NATS server that would be open to the network unless
+// --nats-insecure; it returns what the gateway should log about that.
+func (n *natsServerFlags) apply(cfg *embedded.NATSConfig) (warnings []string, err error) {
+	var errs []error
+	read := func(flag, path, user string) *embedded.UserPassword {
+		if path == "" {
+			return nil
+		}
+		pw, err := readSecretFile(flag, path)
+		if err != nil {
+			errs = append(errs, err)
+			return nil
+		}
+		return &embedded.UserPassword{User: user, Password: pw}
+	}
+	if *n.passwordFile != "" && *n.user == "" {
+		errs = append(errs, errors.New("--nats-password-file needs --nats-user"))
+	}
+	cfg.ClientAuth = read("--nats-password-file", *n.passwordFile, *n.user)
+	clustered := cfg.ClusterName != ""
+	leaf := cfg.LeafPort != 0 || len(cfg.LeafRemotes) > 0
+	if clustered {
+		cfg.ClusterAuth = read("--nats-cluster-password-file", *n.clusterPasswordFile, natsRouteUser)
+	} else if *n.clusterPasswordFile != "" {
+		errs = append(errs, errors.New("--nats-cluster-password-file needs --nats-cluster-addr"))
+	}
+	if leaf {
+		cfg.LeafAuth = read("--nats-leaf-password-file", *n.leafPasswordFile, natsLeafUser)
+	} else if *n.leafPasswordFile != "" {
+		errs = append(errs, errors.New("--nats-leaf-password-file needs --nats-leaf-addr or --nats-leaf-remotes"))
+	}
+	if cfg.ClientAuth != nil && cfg.LeafPort != 0 && cfg.LeafAuth == nil {
+		errs = append(errs, errors.New("--nats-password-file with --nats-leaf-addr needs --nats-leaf-password-file: leaf nodes would otherwise log in as a client"))
+	}
+	files := tlsconf.Files{CA: *n.caFile, Cert: *n.certFile, Key: *n.keyFile}
+	switch {
+	case files.Cert == "" && files.Key == "":
+		if files.CA != "" {
+			errs = append(errs, errors.New("--nats-ca-file needs --nats-cert-file and --nats-key-file: routes and leaf nodes use mutual TLS"))
+		}
+	default:
+		var err error
+		if cfg.ClientTLS, err = files.Server(false); err != nil {
+			errs = append(errs, fmt.Errorf("--nats-cert-file/--nats-key-file: %w", err))
+			break
+		}
+		if (clustered || leaf) && files.CA == "" {
+			errs = append(errs, errors.New("--nats-ca-file is needed with --nats-cert-file on routes and leaf nodes: they verify each other (mutual TLS)"))
+			break
+		}
+		if clustered || leaf {
+			mutual, err := files.Server(true)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("--nats-ca-file: %w", err))
+				break
+			}
+			if clustered {
+				cfg.ClusterTLS = mutual
+			}
+			if leaf {
+				cfg.LeafTLS = mutual
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	// Open to the network: say so, or refuse.
+	var open []string
+	if !cfg.DontListen && cfg.ClientAuth == nil && !isLoopback(orDefault(cfg.Host, "127.0.0.1")) {
+		open = append(open, fmt.Sprintf("the client port %s accepts anyone (set --nats-password-file)", net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))))
+	}
+	if clustered && cfg.ClusterTLS == nil && cfg.ClusterAuth == nil && !isLoopback(orDefault(cfg.ClusterHost, "127.0.0.1")) {
+		open = append(open, fmt.Sprintf("the route port %s accepts any server into the region (set --nats-cert-file and --nats-ca-file, or --nats-cluster-password-file)", net.JoinHostPort(cfg.ClusterHost, fmt.Sprint(cfg.ClusterPort))))
+	}
+	if cfg.LeafPort != 0 && cfg.LeafTLS == nil && cfg.LeafAuth == nil && !isLoopback(orDefault(cfg.LeafHost, "127.0.0.1")) {
+		open = append(open, fmt.Sprintf("the leaf-node port %s accepts any server (set --nats-cert-file and --nats-ca-file, or --nats-leaf-password-file)", net.JoinHostPort(cfg.LeafHost, fmt.Sprint(cfg.LeafPort))))
+	}
+	for _, r := range cfg.LeafRemotes {
+		if u, err := url.Parse(r); err == nil && cfg.LeafTLS == nil && !isLoopback(u.Hostname()) {
+			open = append(open, fmt.Sprintf("the leaf-node link to %s is not encrypted (set --nats-cert-file, --nats-key-file and --nats-ca-file)", u.Host))
+		}
+	}
+	if len(open) > 0 && !*n.insecure {
+		return nil, fmt.Errorf("NATS would be open to the network: %s; or pass --nats-insecure on a network you trust", strings.Join(open, "; "))
+	}
+	for _, o := range open {
+		warnings = append(warnings, "NATS INSECURE (--nats-insecure): "+o+": anyone who reaches it can read every room and publish as anyone")
+	}
+	return warnings, nil
 }

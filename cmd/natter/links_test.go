@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/natter-chat/natter/embedded"
 	"github.com/natter-chat/natter/postgres"
 	"github.com/natter-chat/natter/tlsconf"
 )
@@ -262,6 +264,71 @@ func TestPostgreSQLVerifyFull(t *testing.T) {
 			}
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestGatewayNATSRefusesToBeOpenToTheNetwork checks that a gateway whose
+// NATS would accept anyone on a non-loopback address stops at start
+// naming what is open, unless --nats-insecure says so.
+func TestGatewayNATSRefusesToBeOpenToTheNetwork(t *testing.T) {
+	lf := newLinkFiles(t)
+	for _, tc := range []struct {
+		name string
+		args []string
+		want string // "" = accepted
+		warn string
+	}{
+		{"loopback client port without a password", []string{"--nats-addr", "127.0.0.1:4222"}, "", ""},
+		{"open client port", []string{"--nats-addr", "0.0.0.0:4222"}, "the client port 0.0.0.0:4222 accepts anyone", ""},
+		{"open client port, insecure", []string{"--nats-addr", "0.0.0.0:4222", "--nats-insecure"}, "", "NATS INSECURE"},
+		{"client port with a password", []string{"--nats-addr", "0.0.0.0:4222", "--nats-password-file", lf.password}, "", ""},
+		{"open route port", []string{"--nats-password-file", lf.password, "--nats-cluster-addr", "10.0.0.1:6222"}, "the route port 10.0.0.1:6222 accepts any server", ""},
+		{"route port with mutual TLS", []string{"--nats-password-file", lf.password, "--nats-cluster-addr", "10.0.0.1:6222",
+			"--nats-cert-file", lf.cert, "--nats-key-file", lf.key, "--nats-ca-file", lf.ca}, "", ""},
+		{"route port with a password", []string{"--nats-password-file", lf.password, "--nats-cluster-addr", "10.0.0.1:6222", "--nats-cluster-password-file", lf.password}, "", ""},
+		{"routes need the CA with a certificate", []string{"--nats-cluster-addr", "127.0.0.1:6222", "--nats-cert-file", lf.cert, "--nats-key-file", lf.key}, "--nats-ca-file is needed", ""},
+		{"open leaf port", []string{"--nats-password-file", lf.password, "--nats-leaf-addr", "0.0.0.0:7422", "--nats-leaf-password-file", lf.password}, "", ""},
+		{"leaf port without its own password", []string{"--nats-password-file", lf.password, "--nats-leaf-addr", "0.0.0.0:7422"}, "needs --nats-leaf-password-file", ""},
+		{"unencrypted link to a remote hub", []string{"--nats-leaf-remotes", "nats-leaf://hub.example.com:7422"}, "the leaf-node link to hub.example.com:7422 is not encrypted", ""},
+		{"a certificate without its key", []string{"--nats-cert-file", lf.cert}, "--nats-cert-file/--nats-key-file", ""},
+		{"a CA without a certificate", []string{"--nats-ca-file", lf.ca}, "--nats-ca-file needs --nats-cert-file", ""},
+		{"a missing password file", []string{"--nats-password-file", lf.missing}, "--nats-password-file", ""},
+		{"a cluster password without a cluster", []string{"--nats-cluster-password-file", lf.password}, "needs --nats-cluster-addr", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFlags("t", "t", &bytes.Buffer{})
+			n := addNATSServerFlags(f)
+			addr := f.String("nats-addr", "127.0.0.1:4222", "")
+			cluster := f.String("nats-cluster-addr", "", "")
+			leaf := f.String("nats-leaf-addr", "", "")
+			remotes := f.String("nats-leaf-remotes", "", "")
+			if err := f.parse(tc.args, func(string) string { return "" }); err != nil {
+				t.Fatal(err)
+			}
+			cfg := embedded.NATSConfig{LeafRemotes: splitList(*remotes)}
+			cfg.Host, cfg.Port, _ = splitHostPort(*addr)
+			if *cluster != "" {
+				cfg.ClusterName = "r"
+				cfg.ClusterHost, cfg.ClusterPort, _ = splitHostPort(*cluster)
+			}
+			if *leaf != "" {
+				cfg.LeafHost, cfg.LeafPort, _ = splitHostPort(*leaf)
+			}
+			warnings, err := n.apply(&cfg)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+			} else if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("err = %v, want one containing %q", err, tc.want)
+			}
+			if got := strings.Join(warnings, "\n"); (tc.warn == "") != (got == "") || !strings.Contains(got, tc.warn) {
+				t.Fatalf("warnings = %q, want %q", got, tc.warn)
+			}
+			if err == nil && strings.Contains(fmt.Sprint(warnings), "s3cret") {
+				t.Fatal("a password in a warning")
 			}
 		})
 	}

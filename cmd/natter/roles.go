@@ -259,6 +259,7 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	leafRemotes := f.String("nats-leaf-remotes", "", "connect the embedded NATS as a leaf node to these hub URLs (nats-leaf://host:port,...)")
 	leafAddr := f.String("nats-leaf-addr", "", "leaf-node listen address: be the hub leaf nodes connect to")
 	g.presenceInterval = f.Duration("presence-interval", 5*time.Second, "how often the gateway announces its room members; silent for 3 intervals = gone")
+	natsSec := addNATSServerFlags(f)
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
@@ -303,6 +304,13 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 		if ncfg.LeafHost, ncfg.LeafPort, err = splitHostPort(*leafAddr); err != nil {
 			return fmt.Errorf("--nats-leaf-addr: %w", err)
 		}
+	}
+	warnings, err := natsSec.apply(&ncfg)
+	if err != nil {
+		return err
+	}
+	for _, w := range warnings {
+		log.Warn(w)
 	}
 	ns, err := embedded.StartNATS(ncfg, log)
 	if err != nil {
