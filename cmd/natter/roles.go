@@ -766,17 +766,6 @@ func splitHostPort(addr string) (string, int, error) {
 	return host, port, nil
 }
 
-func joinList(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += v
-	}
-	return out
-}
-
 func derefDuration(d *time.Duration) time.Duration {
 	if d == nil {
 		return 0
