@@ -12,6 +12,7 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 	"github.com/redis/go-redis/v9"
@@ -216,6 +217,18 @@ func (r *redisFlags) options() (*redis.Options, error) {
 		if opt.Password, err = readSecretFile("--redis-password-file", *r.passwordFile); err != nil {
 			return nil, err
 		}
+		// Each new connection reads the file again, so a rotated or
+		// corrected password takes effect without a restart.
+		user, path, last := opt.Username, *r.passwordFile, opt.Password
+		var mu sync.Mutex
+		opt.CredentialsProvider = func() (string, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if pw, err := readSecretFile("--redis-password-file", path); err == nil {
+				last = pw
+			}
+			return user, last
+		}
 	}
 	return opt, nil
 }
@@ -303,7 +316,18 @@ func (n *natsClientFlags) options() ([]nats.Option, error) {
 		if *n.user == "" {
 			return nil, errors.New("--nats-password-file needs --nats-user")
 		}
-		opts = append(opts, nats.UserInfo(*n.user, pw))
+		// Each (re)connect reads the file again, so a rotated or corrected
+		// password takes effect without a restart.
+		user, path, last := *n.user, *n.passwordFile, pw
+		var mu sync.Mutex
+		opts = append(opts, nats.UserInfoHandler(func() (string, string) {
+			mu.Lock()
+			defer mu.Unlock()
+			if pw, err := readSecretFile("--nats-password-file", path); err == nil {
+				last = pw
+			}
+			return user, last
+		}))
 	}
 	tc, err := n.tls.client()
 	if err != nil {

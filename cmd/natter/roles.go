@@ -346,7 +346,16 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	linking.Add(2)
 	go func() {
 		defer linking.Done()
-		if s, ok := dial(linksCtx, log, store.link, func() (*postgres.Store, error) { return postgres.Open(linksCtx, g.store) }); ok {
+		if s, ok := dial(linksCtx, log, store.link, func() (*postgres.Store, error) {
+			c := g.store
+			if *g.db.url != "" { // read the files again: a fixed password or CA counts
+				var err error
+				if c, err = g.db.config(); err != nil {
+					return nil, err
+				}
+			}
+			return postgres.Open(linksCtx, c)
+		}); ok {
 			store.s.Store(s)
 			close(storeUp)
 		}
@@ -354,10 +363,17 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	go func() {
 		defer linking.Done()
 		l, ok := dial(linksCtx, log, klog.link, func() (*kafka.Log, error) {
-			if err := kafka.EnsureTopic(g.cluster, *g.topic, int32(*g.partitions)); err != nil {
+			c := g.cluster
+			if *g.kafka.brokers != "" { // read the files again: a fixed password or CA counts
+				var err error
+				if c, err = g.kafka.cluster(); err != nil {
+					return nil, err
+				}
+			}
+			if err := kafka.EnsureTopic(c, *g.topic, int32(*g.partitions)); err != nil {
 				return nil, err
 			}
-			return kafka.NewLog(g.cluster, *g.topic, *g.group)
+			return kafka.NewLog(c, *g.topic, *g.group)
 		})
 		if ok {
 			klog.l.Store(l)
