@@ -142,9 +142,9 @@ func TestKafkaOutageBoundsMemoryAndPausesAcks(t *testing.T) {
 		"--nats-addr", natsAddr, "--database-url", db, "--kafka-group", "e2e-" + uniq,
 		"--rate-per-conn", "0", "--rate-per-user", "0",
 		"--max-pending", fmt.Sprint(outageMaxPending), "--max-pending-bytes", fmt.Sprint(outageMaxPendingBytes)}, common...)...)
-	br := startProc(t, "127.0.0.1", "/healthz", append([]string{"bridge", "--nats-url", "nats://" + natsAddr,
+	br := startProc(t, "127.0.0.1", "/readyz", append([]string{"bridge", "--nats-url", "nats://" + natsAddr,
 		"--max-inflight", fmt.Sprint(outageMaxInflight)}, common...)...)
-	startProc(t, "127.0.0.1", "/healthz", append([]string{"persister", "--database-url", db, "--kafka-group", "e2e-" + uniq}, common...)...)
+	startProc(t, "127.0.0.1", "/readyz", append([]string{"persister", "--database-url", db, "--kafka-group", "e2e-" + uniq}, common...)...)
 
 	// Four clients in two rooms, each sending 20 messages a second.
 	rooms := []string{"outage-a", "outage-b"}

@@ -26,18 +26,46 @@ type topology struct {
 	persister *proc
 	pg        *proxy // the persister's PostgreSQL link
 	common    []string
+	sec       *secureLinks // nil: every link plaintext
+	redisAddr string
+	natsURLs  [][]string // each region's gateways' NATS client URLs
 }
 
 // startRegions starts regions × gateways gateways (each region one NATS
-// cluster), a bridge per region and one persister, on 127.0.0.x.
+// cluster), a bridge per region and one persister, on 127.0.0.x, every
+// link plaintext.
 func startRegions(t *testing.T, regions, gateways int) *topology {
+	t.Helper()
+	return startTopology(t, regions, gateways, nil)
+}
+
+// startTopology is startRegions with every link secured as sec says
+// (nil: plaintext). A secured topology reaches Kafka, Redis and
+// PostgreSQL on the services' TLS endpoints with passwords, and its NATS
+// client ports, routes and leaf links use mutual TLS and passwords.
+func startTopology(t *testing.T, regions, gateways int, sec *secureLinks) *topology {
 	t.Helper()
 	kafka := service(t, "NATTER_TEST_KAFKA_BROKERS")
 	redisURL := service(t, "NATTER_TEST_REDIS_URL")
 	redisAddr := strings.TrimSuffix(strings.TrimPrefix(redisURL, "redis://"), "/0")
 	uniq := fmt.Sprint(time.Now().UnixNano())
-	top := &topology{db: freshDatabase(t)}
+	top := &topology{sec: sec}
+	var dbArgs []string
+	if sec != nil {
+		kafka = service(t, "NATTER_TEST_KAFKA_SASL_BROKERS")
+		redisAddr = strings.TrimSuffix(strings.TrimPrefix(service(t, "NATTER_TEST_REDIS_TLS_URL"), "rediss://natter@"), "/0")
+		var tlsURL string
+		top.db, tlsURL = freshTLSDatabase(t)
+		dbArgs = []string{"--database-url", tlsURL, "--database-password-file", sec.dbPassword}
+	} else {
+		top.db = freshDatabase(t)
+		dbArgs = []string{"--database-url", top.db}
+	}
+	top.redisAddr = redisAddr
 	top.common = []string{"--kafka-brokers", kafka, "--kafka-topic", "e2e." + uniq, "--kafka-group", "e2e-" + uniq}
+	if sec != nil {
+		top.common = append(top.common, sec.kafkaArgs()...)
+	}
 	host := 2
 	for r := 0; r < regions; r++ {
 		region := fmt.Sprintf("region%d", r)
@@ -66,26 +94,35 @@ func startRegions(t *testing.T, regions, gateways int) *topology {
 			args := append([]string{"gateway", "--open", "--id", fmt.Sprintf("%s-gw%d", region, g), "--region", region,
 				"--nats-addr", natsAddr, "--nats-cluster-addr", clusterAddrs[g], "--nats-cluster-advertise", routeProxies[g].Addr(),
 				"--nats-routes", strings.Join(routes, ","),
-				"--database-url", top.db, "--presence-interval", "1s", "--rate-per-conn", "0", "--rate-per-user", "0"}, top.common...)
+				"--presence-interval", "1s", "--rate-per-conn", "0", "--rate-per-user", "0"}, top.common...)
+			args = append(args, dbArgs...)
+			if sec != nil {
+				args = append(args, sec.gatewayNATSArgs()...)
+			}
 			gws = append(gws, startProc(t, hosts[g], "/readyz", args...))
 		}
 		top.gateways = append(top.gateways, gws)
+		top.natsURLs = append(top.natsURLs, natsURLs)
 		px := startProxy(t, redisAddr)
 		top.redis = append(top.redis, px)
 		args := append([]string{"bridge", "--nats-url", strings.Join(natsURLs, ","), "--region", region,
 			"--redis-url", "redis://" + px.Addr() + "/0", "--repair-delay", "1s"}, top.common[:4]...)
-		if r == 0 {
+		if sec != nil {
+			args[6] = "rediss://natter@" + px.Addr() + "/0"
+			args = append(args, sec.bridgeArgs()...)
+			args = append(args, sec.kafkaArgs()...)
+		} else if r == 0 {
 			// region0's bridge reaches Kafka only through a proxy: the
 			// broker's second listener advertises the proxy's address.
 			top.kafka = startProxyOn(t, service(t, "NATTER_TEST_KAFKA_VIA_PROXY"), service(t, "NATTER_TEST_KAFKA_PROXIED"))
 			args[len(args)-3] = top.kafka.Addr() // --kafka-brokers
 		}
-		top.bridges = append(top.bridges, startProc(t, "127.0.0.1", "/healthz", args...))
+		top.bridges = append(top.bridges, startProc(t, "127.0.0.1", "/readyz", args...))
 	}
-	pgHost := strings.SplitN(strings.SplitN(top.db, "@", 2)[1], "/", 2)
+	pgHost := strings.SplitN(strings.SplitN(dbArgs[1], "@", 2)[1], "/", 2)
 	top.pg = startProxy(t, pgHost[0])
-	proxied := strings.Replace(top.db, pgHost[0], top.pg.Addr(), 1)
-	top.persister = startProc(t, "127.0.0.1", "/healthz", append([]string{"persister", "--database-url", proxied}, top.common...)...)
+	dbArgs[1] = strings.Replace(dbArgs[1], pgHost[0], top.pg.Addr(), 1)
+	top.persister = startProc(t, "127.0.0.1", "/readyz", append(append([]string{"persister"}, dbArgs...), top.common...)...)
 	return top
 }
 

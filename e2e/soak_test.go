@@ -59,8 +59,8 @@ func TestSoakKeepsFootprintFlatAndLosesNothing(t *testing.T) {
 	natsAddr := freeAddr(t)
 	gw := startBin(t, bin, "127.0.0.1", "/readyz", append([]string{"gateway", "--open", "--id", "soak-gw",
 		"--nats-addr", natsAddr, "--database-url", db, "--kafka-group", "e2e-" + uniq}, common...)...)
-	br := startBin(t, bin, "127.0.0.1", "/healthz", append([]string{"bridge", "--nats-url", "nats://" + natsAddr}, common...)...)
-	ps := startBin(t, bin, "127.0.0.1", "/healthz", append([]string{"persister", "--database-url", db, "--kafka-group", "e2e-" + uniq}, common...)...)
+	br := startBin(t, bin, "127.0.0.1", "/readyz", append([]string{"bridge", "--nats-url", "nats://" + natsAddr}, common...)...)
+	ps := startBin(t, bin, "127.0.0.1", "/readyz", append([]string{"persister", "--database-url", db, "--kafka-group", "e2e-" + uniq}, common...)...)
 
 	runID := "soak" + uniq[len(uniq)-6:]
 	cfg := bench.Config{

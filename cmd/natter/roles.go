@@ -572,6 +572,19 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 			return p, err
 		})
 	}()
+	if fed.redisOpts != nil {
+		// Redis does not hold up the durable hop (repair covers what
+		// federation misses), but a Redis that refuses is logged like the
+		// other links.
+		rl := newLink("redis", redisTarget(fed.redisOpts))
+		redisCtx, stopRedis := context.WithCancel(ctx)
+		redisDone := make(chan struct{})
+		go func() {
+			defer close(redisDone)
+			dial(redisCtx, log, rl, func() (struct{}, error) { return struct{}{}, fed.ping(redisCtx) })
+		}()
+		defer func() { stopRedis(); <-redisDone }()
+	}
 	up.Wait()
 	if nc != nil {
 		defer nc.Close()

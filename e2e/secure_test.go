@@ -1,0 +1,477 @@
+// Every internal link secured: Kafka over SASL_SSL with a SCRAM user,
+// Redis over TLS with an ACL user, PostgreSQL with sslmode=verify-full,
+// NATS client ports with passwords and TLS, routes with mutual TLS and a
+// password. And what an attacker on the network gets: nothing, with the
+// legitimate traffic going on.
+
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter/tlsconf"
+)
+
+// secureLinks are the files a secured topology's processes are given.
+type secureLinks struct {
+	servicesCA string // the test services' CA (Kafka, Redis, PostgreSQL)
+	kafkaUser  string
+	kafkaPW    string // file
+	redisPW    string // file
+	dbPassword string // file
+
+	natsDir                         string // the region's own CA and node certificate
+	natsCA, natsCert, natsKey       string
+	natsPassword, natsRoutePassword string // files
+}
+
+// newSecureLinks makes a CA for the gateways' NATS servers with a node
+// certificate valid on every 127.0.0.x the suite uses, and password files
+// for the NATS client ports and routes.
+func newSecureLinks(t *testing.T) *secureLinks {
+	t.Helper()
+	tlsDir := service(t, "NATTER_TEST_TLS_DIR")
+	s := &secureLinks{
+		servicesCA: filepath.Join(tlsDir, "ca.pem"),
+		kafkaUser:  service(t, "NATTER_TEST_KAFKA_SASL_USER"),
+		kafkaPW:    service(t, "NATTER_TEST_KAFKA_PASSWORD_FILE"),
+		redisPW:    service(t, "NATTER_TEST_REDIS_PASSWORD_FILE"),
+		dbPassword: service(t, "NATTER_TEST_DATABASE_PASSWORD_FILE"),
+		natsDir:    t.TempDir(),
+	}
+	ca, err := tlsconf.NewCA("region CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteCA(s.natsDir); err != nil {
+		t.Fatal(err)
+	}
+	hosts := []string{"localhost"}
+	for i := 1; i <= 30; i++ {
+		hosts = append(hosts, fmt.Sprintf("127.0.0.%d", i))
+	}
+	s.natsCA = filepath.Join(s.natsDir, "ca.pem")
+	if s.natsCert, s.natsKey, err = ca.IssueFiles(s.natsDir, "node", hosts...); err != nil {
+		t.Fatal(err)
+	}
+	s.natsPassword = writeSecret(t, s.natsDir, "nats.password", "client-port-"+fmt.Sprint(time.Now().UnixNano()))
+	s.natsRoutePassword = writeSecret(t, s.natsDir, "route.password", "routes-"+fmt.Sprint(time.Now().UnixNano()))
+	return s
+}
+
+func writeSecret(t *testing.T, dir, name, value string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(value+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func (s *secureLinks) kafkaArgs() []string {
+	return []string{"--kafka-ca-file", s.servicesCA, "--kafka-sasl-mechanism", "SCRAM-SHA-512",
+		"--kafka-sasl-user", s.kafkaUser, "--kafka-sasl-password-file", s.kafkaPW}
+}
+
+func (s *secureLinks) gatewayNATSArgs() []string {
+	return []string{"--nats-cert-file", s.natsCert, "--nats-key-file", s.natsKey, "--nats-ca-file", s.natsCA,
+		"--nats-password-file", s.natsPassword, "--nats-cluster-password-file", s.natsRoutePassword}
+}
+
+// bridgeArgs are a bridge's NATS and Redis flags (its Kafka flags are
+// kafkaArgs).
+func (s *secureLinks) bridgeArgs() []string {
+	return []string{"--nats-ca-file", s.natsCA, "--nats-password-file", s.natsPassword,
+		"--redis-ca-file", s.servicesCA, "--redis-password-file", s.redisPW}
+}
+
+// freshTLSDatabase creates an empty database owned by the services' TLS
+// role and returns the superuser's plaintext URL of it (for the test's
+// own checks) and the TLS role's verify-full URL (for natter).
+func freshTLSDatabase(t *testing.T) (plain, secured string) {
+	t.Helper()
+	base := service(t, "NATTER_TEST_DATABASE_URL")
+	tlsURL := service(t, "NATTER_TEST_DATABASE_TLS_URL")
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, base)
+	if err != nil {
+		t.Fatalf("connect %s: %v", base, err)
+	}
+	defer conn.Close(ctx)
+	name := fmt.Sprintf("e2e_tls_%d", time.Now().UnixNano())
+	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" OWNER natter_tls"); err != nil {
+		t.Fatalf("create database: %v", err)
+	}
+	t.Cleanup(func() {
+		c, err := pgx.Connect(context.Background(), base)
+		if err == nil {
+			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+			c.Close(context.Background())
+		}
+	})
+	return strings.Replace(base, "/natter?", "/"+name+"?", 1), strings.Replace(tlsURL, "/natter?", "/"+name+"?", 1)
+}
+
+// TestSecuredRegionsDeliverOnce: two regions of two gateways with every
+// link secured. Two clients on each gateway send 4,000 messages in all;
+// every member gets each once, each sender's in order, and PostgreSQL
+// (reached over verify-full TLS) holds each once. Meanwhile an attacker
+// on the network cannot use a gateway's NATS port, cannot join a
+// region's routes with a certificate of its own, and chat goes on.
+func TestSecuredRegionsDeliverOnce(t *testing.T) {
+	const perGateway, total = 2, 4000
+	sec := newSecureLinks(t)
+	top := startTopology(t, 2, 2, sec)
+
+	// The links are what they should be: TLS routes formed, readiness
+	// says every link is up.
+	for _, p := range top.all() {
+		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+			if m := metrics(t, p); m["natter_nats_routes"] < 1 {
+				return fmt.Errorf("gateway %s has no route", p.addr)
+			}
+			return nil
+		})
+	}
+	for _, b := range top.bridges {
+		if code, body := readyz(t, b); code != 200 || body["kafka"] != "ok" || body["redis"] != "ok" || body["nats"] != "ok" {
+			t.Fatalf("bridge /readyz: %d %v", code, body)
+		}
+	}
+
+	var cs []*client
+	for i, p := range top.all() {
+		for k := 0; k < perGateway; k++ {
+			c := dial(t, p)
+			c.connect(fmt.Sprintf("u%d-%d", i, k))
+			c.join("vault", "")
+			cs = append(cs, c)
+		}
+	}
+	top.waitMembers(t, "vault", len(cs))
+
+	// Hostile: while the load runs, try the region from the outside.
+	attacks := make(chan error, 1)
+	go func() { attacks <- attackNATS(t, top, sec) }()
+
+	each := total / len(cs)
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs))
+	for i, c := range cs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = sendAndReceive(c, "vault", i, each, total)
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("client %d: %v", i, err)
+		}
+	}
+	if err := <-attacks; err != nil {
+		t.Error(err)
+	}
+	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		if rows, distinct := pgCount(t, top.db, "vault"); rows != total || distinct != total {
+			return fmt.Errorf("postgres has %d rows, %d distinct; want %d", rows, distinct, total)
+		}
+		return nil
+	})
+}
+
+// attackNATS tries a region's NATS from the network the way an attacker
+// would and returns an error for anything that got in.
+func attackNATS(t *testing.T, top *topology, sec *secureLinks) error {
+	natsURL := top.natsURLs[0][0]
+	try := func(what string, opts ...nats.Option) error {
+		nc, err := nats.Connect(natsURL, append([]nats.Option{nats.Timeout(5 * time.Second), nats.NoReconnect()}, opts...)...)
+		if err == nil {
+			nc.Close()
+			return fmt.Errorf("%s: connected to %s", what, natsURL)
+		}
+		return nil
+	}
+	pw, err := os.ReadFile(sec.natsPassword)
+	if err != nil {
+		return err
+	}
+	other := t.TempDir()
+	otherCA, err := tlsconf.NewCA("attacker CA")
+	if err != nil {
+		return err
+	}
+	if err := otherCA.WriteCA(other); err != nil {
+		return err
+	}
+	if err := errors.Join(
+		// No credentials, trusting the server: refused by authorization.
+		try("no credentials", nats.RootCAs(sec.natsCA)),
+		// A guessed password.
+		try("a wrong password", nats.RootCAs(sec.natsCA), nats.UserInfo("natter", "guess")),
+		// The right password, but only if it were sent to an impostor:
+		// a client that does not trust the server's CA never sends it.
+		try("an untrusted server", nats.RootCAs(filepath.Join(other, "ca.pem")), nats.UserInfo("natter", strings.TrimSpace(string(pw)))),
+		// Plaintext, as an old client would.
+		try("plaintext"),
+	); err != nil {
+		return err
+	}
+	// A rogue NATS server with a certificate of another CA tries to join
+	// region0's routes: the gateways keep only their own routes.
+	before := routesOf(t, top.gateways[0])
+	cert, key, err := otherCA.IssueFiles(other, "rogue", "127.0.0.1", "127.0.0.40")
+	if err != nil {
+		return err
+	}
+	var routes []string
+	for _, px := range top.routes[0] {
+		routes = append(routes, "nats://"+px.Addr())
+	}
+	rogue := startProc(t, "127.0.0.40", "/healthz", "gateway", "--open", "--id", "rogue", "--region", "region0",
+		"--nats-addr", freeAddrOn(t, "127.0.0.40"), "--nats-cluster-addr", freeAddrOn(t, "127.0.0.40"), "--nats-routes", strings.Join(routes, ","),
+		"--nats-cert-file", cert, "--nats-key-file", key, "--nats-ca-file", filepath.Join(other, "ca.pem"),
+		"--nats-cluster-password-file", sec.natsRoutePassword,
+		"--kafka-brokers", "127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x")
+	// It keeps trying; give it several rounds (routes retry every second).
+	deadline := time.Now().Add(4 * time.Second)
+	for time.Now().Before(deadline) {
+		if m := metrics(t, rogue); m["natter_nats_routes"] > 0 {
+			return fmt.Errorf("a server with another CA's certificate joined the region's routes (%v routes)", m["natter_nats_routes"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	rogue.stop()
+	if after := routesOf(t, top.gateways[0]); after != before {
+		return fmt.Errorf("region0's routes went from %v to %v while a rogue server tried to join", before, after)
+	}
+	return nil
+}
+
+// routesOf sums the route gauges of gws.
+func routesOf(t *testing.T, gws []*proc) float64 {
+	var n float64
+	for _, p := range gws {
+		n += metrics(t, p)["natter_nats_routes"]
+	}
+	return n
+}
+
+// readyz returns p's /readyz status and body.
+func readyz(t *testing.T, p *proc) (int, map[string]string) {
+	t.Helper()
+	resp, err := http.Get(p.url("/readyz"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body map[string]string
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("/readyz of %s: %v", p.addr, err)
+	}
+	return resp.StatusCode, body
+}
+
+// TestSecuredLinkFailuresSayWhatAndRecover starts roles whose links
+// cannot work (a wrong Kafka password, a wrong Redis password, a CA that
+// did not sign the server's certificate on each of Kafka, PostgreSQL and
+// NATS) and checks that each process stays up, says in its log and its
+// /readyz which link failed and why, retries without flooding the log,
+// and, once the password is fixed, delivers and stores every message
+// its gateway took meanwhile, once.
+func TestSecuredLinkFailuresSayWhatAndRecover(t *testing.T) {
+	sec := newSecureLinks(t)
+	plainDB, tlsDB := freshTLSDatabase(t)
+	uniq := fmt.Sprint(time.Now().UnixNano())
+	kafkaArgs := append([]string{"--kafka-brokers", service(t, "NATTER_TEST_KAFKA_SASL_BROKERS"), "--kafka-topic", "e2e." + uniq,
+		"--kafka-group", "e2e-" + uniq}, sec.kafkaArgs()...)
+	dbArgs := []string{"--database-url", tlsDB, "--database-password-file", sec.dbPassword}
+	natsAddr := freeAddr(t)
+	gw := startProc(t, "127.0.0.1", "/readyz", append(append([]string{"gateway", "--open", "--id", "sec-gw", "--nats-addr", natsAddr,
+		"--nats-cert-file", sec.natsCert, "--nats-key-file", sec.natsKey, "--nats-password-file", sec.natsPassword}, kafkaArgs...), dbArgs...)...)
+	startProc(t, "127.0.0.1", "/readyz", append(append([]string{"persister"}, kafkaArgs[:6]...), append(sec.kafkaArgs(), dbArgs...)...)...)
+
+	// A bridge with the wrong Kafka password: up, not ready, and saying why.
+	dir := t.TempDir()
+	kafkaPW := writeSecret(t, dir, "kafka.password", "not-the-password")
+	redisPW := writeSecret(t, dir, "redis.password", "not-the-password-either")
+	bridgeArgs := []string{"bridge", "--nats-url", "nats://" + natsAddr, "--nats-ca-file", sec.natsCA, "--nats-password-file", sec.natsPassword,
+		"--kafka-brokers", service(t, "NATTER_TEST_KAFKA_SASL_BROKERS"), "--kafka-topic", "e2e." + uniq,
+		"--kafka-ca-file", sec.servicesCA, "--kafka-sasl-mechanism", "SCRAM-SHA-256", "--kafka-sasl-user", sec.kafkaUser, "--kafka-sasl-password-file", kafkaPW,
+		"--redis-url", service(t, "NATTER_TEST_REDIS_TLS_URL"), "--redis-ca-file", sec.servicesCA, "--redis-password-file", redisPW}
+	br := startProc(t, "127.0.0.1", "/healthz", bridgeArgs...)
+	waitReadyz(t, br, map[string]string{"kafka": "SASL authentication failed", "redis": "WRONGPASS", "nats": "ok"})
+
+	// Chat goes on live; sends wait for the durable hop.
+	const n = 50
+	a, b := dial(t, gw), dial(t, gw)
+	a.connect("alice")
+	b.connect("bob")
+	a.join("fixme", "")
+	b.join("fixme", "")
+	for k := 0; k < n; k++ {
+		a.sendJSON(map[string]any{"op": "send", "room": "fixme", "cid": fmt.Sprintf("c%d", k), "body": fmt.Sprint(k)})
+	}
+	got := map[string]int{}
+	for len(got) < n {
+		f := b.expect("msg")
+		got[f.ID]++
+	}
+	// The failures are logged, naming the link and the check, each
+	// retry waiting longer than the one before.
+	checkFor(t, 30*time.Second, 200*time.Millisecond, func() error {
+		logs := br.logs.String()
+		if !strings.Contains(logs, `link=kafka`) || !strings.Contains(logs, "SASL authentication failed") || !strings.Contains(logs, "link=redis") ||
+			!strings.Contains(logs, "WRONGPASS") || !regexp.MustCompile(`link=kafka .* attempt=3 `).MatchString(logs) {
+			return fmt.Errorf("the bridge's log does not yet say twice that Kafka failed SASL and Redis refused the password:\n%s", tail(logs, 10))
+		}
+		return nil
+	})
+	for _, link := range []string{"kafka", "redis"} {
+		var waits []time.Duration
+		for _, m := range regexp.MustCompile(`link down: retrying" link=`+link+` .* retry_in=(\S+)`).FindAllStringSubmatch(br.logs.String(), -1) {
+			d, err := time.ParseDuration(m[1])
+			if err != nil {
+				t.Fatal(err)
+			}
+			waits = append(waits, d)
+		}
+		for i := 1; i < len(waits); i++ {
+			if waits[i] <= waits[i-1] && waits[i] < 30*time.Second {
+				t.Errorf("%s retries do not back off: %v", link, waits)
+			}
+		}
+	}
+	for _, f := range drain(a) {
+		if f.Op == "ack" {
+			t.Fatalf("a message was acked while no bridge could reach Kafka: %+v", f)
+		}
+	}
+
+	// Fix both passwords: the bridge reads the files again on its next try.
+	copyFile(t, sec.kafkaPW, kafkaPW)
+	copyFile(t, sec.redisPW, redisPW)
+	waitReadyzWithin(t, br, 45*time.Second, map[string]string{"kafka": "ok", "redis": "ok", "nats": "ok"})
+	acks := map[string]bool{}
+	for len(acks) < n {
+		f := a.expect("ack")
+		if acks[f.CID] {
+			t.Fatalf("cid %s acked twice", f.CID)
+		}
+		acks[f.CID] = true
+	}
+	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
+		if rows, distinct := pgCount(t, plainDB, "fixme"); rows != n || distinct != n {
+			return fmt.Errorf("postgres has %d rows, %d distinct; want %d", rows, distinct, n)
+		}
+		return nil
+	})
+	for id, k := range got {
+		if k != 1 {
+			t.Errorf("message %s delivered %d times", id, k)
+		}
+	}
+}
+
+// TestUntrustedServersAreRefusedByName gives each link a CA that did not
+// sign its server's certificate: the gateway (Kafka, PostgreSQL) and the
+// bridge (NATS) stay up and their /readyz name the link and the check.
+func TestUntrustedServersAreRefusedByName(t *testing.T) {
+	sec := newSecureLinks(t)
+	other := t.TempDir()
+	ca, err := tlsconf.NewCA("wrong CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteCA(other); err != nil {
+		t.Fatal(err)
+	}
+	wrongCA := filepath.Join(other, "ca.pem")
+	_, tlsDB := freshTLSDatabase(t)
+	natsAddr := freeAddr(t)
+	gw := startProc(t, "127.0.0.1", "/healthz", "gateway", "--open", "--id", "untrusting", "--nats-addr", natsAddr,
+		"--nats-cert-file", sec.natsCert, "--nats-key-file", sec.natsKey, "--nats-password-file", sec.natsPassword,
+		"--kafka-brokers", service(t, "NATTER_TEST_KAFKA_SASL_BROKERS"), "--kafka-ca-file", wrongCA, "--kafka-sasl-mechanism", "PLAIN",
+		"--kafka-sasl-user", sec.kafkaUser, "--kafka-sasl-password-file", sec.kafkaPW,
+		"--database-url", strings.Replace(tlsDB, sec.servicesCA, wrongCA, 1), "--database-password-file", sec.dbPassword)
+	waitReadyz(t, gw, map[string]string{"kafka": "TLS: the broker's certificate is not signed by a trusted CA", "postgres": "unknown authority", "nats": "ok"})
+	br := startProc(t, "127.0.0.1", "/healthz", append([]string{"bridge", "--nats-url", "nats://" + natsAddr, "--nats-ca-file", wrongCA,
+		"--nats-password-file", sec.natsPassword, "--kafka-brokers", service(t, "NATTER_TEST_KAFKA_SASL_BROKERS")}, sec.kafkaArgs()...)...)
+	waitReadyz(t, br, map[string]string{"nats": "certificate signed by unknown authority", "kafka": "ok"})
+	// The gateway still serves live chat while its stores are unreachable.
+	a, b := dial(t, gw), dial(t, gw)
+	a.connect("alice")
+	b.connect("bob")
+	a.join("live", "")
+	b.join("live", "")
+	a.sendJSON(map[string]any{"op": "send", "room": "live", "cid": "c1", "body": "still here"})
+	if f := b.expect("msg"); f.Body != "still here" {
+		t.Fatalf("got %+v", f)
+	}
+}
+
+// waitReadyz waits until p's /readyz answers 503 with each check's text
+// containing want[check] ("ok" means exactly ok).
+func waitReadyz(t *testing.T, p *proc, want map[string]string) {
+	t.Helper()
+	waitReadyzWithin(t, p, 30*time.Second, want)
+}
+
+func waitReadyzWithin(t *testing.T, p *proc, timeout time.Duration, want map[string]string) {
+	t.Helper()
+	allOK := true
+	for _, w := range want {
+		allOK = allOK && w == "ok"
+	}
+	checkFor(t, timeout, 200*time.Millisecond, func() error {
+		code, body := readyz(t, p)
+		if allOK != (code == http.StatusOK) {
+			return fmt.Errorf("/readyz %d %v", code, body)
+		}
+		for check, w := range want {
+			if got := body[check]; (w == "ok" && got != "ok") || !strings.Contains(got, w) {
+				return fmt.Errorf("/readyz %s = %q, want %q (all: %v)", check, got, w, body)
+			}
+		}
+		return nil
+	})
+}
+
+// drain returns the frames c has received so far without waiting.
+func drain(c *client) []frame {
+	var out []frame
+	for {
+		select {
+		case f := <-c.frames:
+			out = append(out, f)
+		default:
+			return out
+		}
+	}
+}
+
+func copyFile(t *testing.T, from, to string) {
+	t.Helper()
+	b, err := os.ReadFile(from)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(to, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+}
