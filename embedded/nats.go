@@ -21,7 +21,6 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
-	"golang.org/x/crypto/bcrypt"
 )
 
 // Links to other servers (routes, leaf nodes) ping every linkPingInterval
@@ -35,11 +34,6 @@ const (
 	// after the link died, and the check one interval later closes it.
 	LinkTimeout = linkPingInterval * (linkMaxPingsOut + 1)
 )
-
-// bcryptCost of the client port's password hashes: each client login
-// (a bridge's connect, a gateway's own) costs one check, a few
-// milliseconds at this cost, and there are few logins.
-const bcryptCost = 10
 
 // natsReadyTimeout bounds how long StartNATS waits for the listeners.
 const natsReadyTimeout = 10 * time.Second
@@ -187,14 +181,6 @@ func StartNATS(cfg NATSConfig, log *slog.Logger) (*NATS, error) {
 	if cfg.ClientAuth != nil {
 		inProcessPassword = rand.Text()
 		opts.Users = append(opts.Users, &server.User{Username: inProcessUser, Password: inProcessPassword})
-		// The server keeps only bcrypt hashes of client passwords.
-		for _, u := range opts.Users {
-			h, err := bcrypt.GenerateFromPassword([]byte(u.Password), bcryptCost)
-			if err != nil {
-				return nil, fmt.Errorf("nats: hash the password of %s: %w", u.Username, err)
-			}
-			u.Password = string(h)
-		}
 	}
 	if !cfg.DontListen {
 		if err := checkPortFree("nats", opts.Host, opts.Port, "set another NATS port or stop the other process"); err != nil {
@@ -600,7 +586,19 @@ func (l *natsLogger) Noticef(format string, v ...any) {
 	l.log.Log(context.Background(), level, fmt.Sprintf(format, v...))
 }
 
-func (l *natsLogger) Warnf(format string, v ...any)  { l.log.Warn(fmt.Sprintf(format, v...)) }
+// plaintextWarning is nats-server's advice to configure bcrypt hashes
+// instead of passwords. natter reads the password from a file the
+// process can read anyway, so a hash in memory would protect nothing,
+// and it would cost every login a bcrypt check; the advice is dropped.
+const plaintextWarning = "Plaintext passwords detected"
+
+func (l *natsLogger) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if strings.HasPrefix(msg, plaintextWarning) {
+		return
+	}
+	l.log.Warn(msg)
+}
 func (l *natsLogger) Errorf(format string, v ...any) { l.log.Error(fmt.Sprintf(format, v...)) }
 func (l *natsLogger) Debugf(format string, v ...any) { l.log.Debug(fmt.Sprintf(format, v...)) }
 
