@@ -27,7 +27,7 @@ var _ gateway.Authenticator = (*auth.Verifier)(nil)
 type securityFlags struct {
 	jwtSecret, jwtSecretFile, jwtPublicKeys, jwksFile, jwtIssuer, jwtAudience *string
 	jwtLeeway                                                                 *time.Duration
-	apiKey, allowedOrigins, trustedProxies, tlsCert, tlsKey                   *string
+	apiKey, apiKeyFile, allowedOrigins, trustedProxies, tlsCert, tlsKey       *string
 	compression                                                               *bool
 
 	maxFrameBytes, maxRoomsPerConn, maxConnsPerIP, maxConnsPerUser *int
@@ -52,7 +52,8 @@ func addSecurityFlags(f *flags) *securityFlags {
 	s.jwtIssuer = f.String("jwt-issuer", "", "required iss of tokens (empty: not checked)")
 	s.jwtAudience = f.String("jwt-audience", "", "required aud of tokens (empty: not checked)")
 	s.jwtLeeway = f.Duration("jwt-leeway", auth.DefaultLeeway, "clock-skew tolerance on exp, nbf and iat")
-	s.apiKey = f.String("api-key", "", "server key for the HTTP API (Authorization: Bearer <key>): publish as any user, read any room")
+	s.apiKey = f.String("api-key", "", "server key for the HTTP API (Authorization: Bearer <key>): publish as any user, read any room; prefer --api-key-file or the environment (a flag shows in ps)")
+	s.apiKeyFile = f.String("api-key-file", "", "file holding the server key of the HTTP API")
 	s.allowedOrigins = f.String("allowed-origins", "", "browser origins allowed on /ws besides the gateway's own (comma-separated, e.g. https://chat.example.com; * = any)")
 	s.trustedProxies = f.String("trusted-proxies", "", "reverse proxy addresses or CIDRs whose X-Forwarded-For names the client (comma-separated)")
 	s.tlsCert = f.String("tls-cert", "", "TLS certificate file (PEM); with --tls-key, serve HTTPS and WSS")
@@ -128,10 +129,19 @@ func (s *securityFlags) resolve(f *flags, open *bool, log *slog.Logger) error {
 	if !*open && s.security.Auth == nil {
 		return errors.New("no way to authenticate clients: configure token keys (--jwt-secret, --jwt-secret-file, --jwt-public-keys or --jwks-file) or pass --open to let anyone in under any name")
 	}
-	if k := *s.apiKey; k != "" && len(k) < minAPIKeyLen {
-		errs = append(errs, fmt.Errorf("--api-key is %d characters; use at least %d random ones", len(k), minAPIKeyLen))
+	apiKey, apiKeyFlag := *s.apiKey, "--api-key"
+	if *s.apiKeyFile != "" {
+		if apiKey != "" {
+			errs = append(errs, errors.New("give the API key with --api-key or --api-key-file, not both"))
+		}
+		k, err := readSecretFile("--api-key-file", *s.apiKeyFile)
+		errs = append(errs, err)
+		apiKey, apiKeyFlag = k, "--api-key-file"
 	}
-	s.security.APIKey = *s.apiKey
+	if apiKey != "" && len(apiKey) < minAPIKeyLen {
+		errs = append(errs, fmt.Errorf("%s: the key is %d characters; use at least %d random ones", apiKeyFlag, len(apiKey), minAPIKeyLen))
+	}
+	s.security.APIKey = apiKey
 	for _, o := range splitList(*s.allowedOrigins) {
 		if err := checkOrigin(o); err != nil {
 			errs = append(errs, fmt.Errorf("--allowed-origins %q: %w", o, err))

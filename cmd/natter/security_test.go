@@ -69,6 +69,9 @@ func TestSecurityFlagsRefuseBadValues(t *testing.T) {
 		{[]string{"--jwt-public-keys", filepath.Join(dir, "missing.pem")}, "--jwt-public-keys"},
 		{[]string{"--jwks-file", junk}, "--jwks-file"},
 		{[]string{"--open", "--api-key", "short"}, "--api-key"},
+		{[]string{"--open", "--api-key-file", filepath.Join(dir, "missing")}, "--api-key-file"},
+		{[]string{"--open", "--api-key-file", junk}, "--api-key-file: the key is 4 characters"},
+		{[]string{"--open", "--api-key-file", junk, "--api-key", "0123456789abcdefghij"}, "not both"},
 		{[]string{"--open", "--allowed-origins", "chat.example.com"}, "--allowed-origins"},
 		{[]string{"--open", "--allowed-origins", "https://chat.example.com/path"}, "--allowed-origins"},
 		{[]string{"--open", "--trusted-proxies", "not-an-ip"}, "--trusted-proxies"},
@@ -116,5 +119,16 @@ func TestNatterGatewayRefusesToStartWithoutAuthentication(t *testing.T) {
 	err := m.Run(context.Background(), []string{"gateway", "--kafka-brokers", "k:9092", "--database-url", "postgres://x"})
 	if err == nil || !strings.Contains(err.Error(), "no way to authenticate") {
 		t.Fatalf("natter gateway without keys or --open: %v", err)
+	}
+}
+
+func TestAPIKeyFromFile(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "api-key")
+	if err := os.WriteFile(p, []byte("0123456789abcdefghij\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, _, err := resolveWith(t, true, []string{"--api-key-file", p}, nil)
+	if err != nil || s.security.APIKey != "0123456789abcdefghij" {
+		t.Fatalf("key %q, err %v", s.security.APIKey, err)
 	}
 }
