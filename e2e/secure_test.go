@@ -248,15 +248,19 @@ func attackNATS(t *testing.T, top *topology, sec *secureLinks) error {
 		"--nats-cert-file", cert, "--nats-key-file", key, "--nats-ca-file", filepath.Join(other, "ca.pem"),
 		"--nats-cluster-password-file", sec.natsRoutePassword,
 		"--kafka-brokers", "127.0.0.1:1", "--database-url", "postgres://x@127.0.0.1:1/x")
-	// It keeps trying; give it several rounds (routes retry every second).
-	deadline := time.Now().Add(4 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := metrics(t, rogue); m["natter_nats_routes"] > 0 {
-			return fmt.Errorf("a server with another CA's certificate joined the region's routes (%v routes)", m["natter_nats_routes"])
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	// A member on the rogue server would see the region's traffic if the
+	// rogue had joined. It keeps trying while the load runs; give it
+	// several rounds (routes retry every second).
+	spy := dial(t, rogue)
+	spy.connect("spy")
+	spy.join("vault", "")
+	time.Sleep(4 * time.Second)
 	rogue.stop()
+	for _, f := range drain(spy) {
+		if f.Op == "msg" {
+			return fmt.Errorf("a server with another CA's certificate got the region's traffic: %+v", f)
+		}
+	}
 	if after := routesOf(t, top.gateways[0]); after != before {
 		return fmt.Errorf("region0's routes went from %v to %v while a rogue server tried to join", before, after)
 	}
@@ -473,5 +477,108 @@ func copyFile(t *testing.T, from, to string) {
 	}
 	if err := os.WriteFile(to, b, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// TestSecuredLeafNodes: an edge gateway attached to a hub gateway as a
+// leaf node over mutual TLS with a password. Members on both exchange
+// messages, acked through the hub's bridge; an edge with a certificate
+// of another CA, and one with the wrong leaf password, never attach.
+func TestSecuredLeafNodes(t *testing.T) {
+	sec := newSecureLinks(t)
+	leafPW := writeSecret(t, sec.natsDir, "leaf.password", "leaf-"+fmt.Sprint(time.Now().UnixNano()))
+	uniq := fmt.Sprint(time.Now().UnixNano())
+	db := freshDatabase(t)
+	common := []string{"--open", "--kafka-brokers", service(t, "NATTER_TEST_KAFKA_BROKERS"), "--kafka-topic", "e2e." + uniq,
+		"--kafka-group", "e2e-" + uniq, "--database-url", db}
+	tlsArgs := []string{"--nats-cert-file", sec.natsCert, "--nats-key-file", sec.natsKey, "--nats-ca-file", sec.natsCA}
+	hubNATS, hubLeaf := freeAddrOn(t, "127.0.0.2"), freeAddrOn(t, "127.0.0.2")
+	hub := startProc(t, "127.0.0.2", "/readyz", append(append([]string{"gateway", "--id", "hub", "--nats-addr", hubNATS,
+		"--nats-leaf-addr", hubLeaf, "--nats-password-file", sec.natsPassword, "--nats-leaf-password-file", leafPW}, tlsArgs...), common...)...)
+	edge := startProc(t, "127.0.0.3", "/readyz", append(append([]string{"gateway", "--id", "edge", "--nats-addr", freeAddrOn(t, "127.0.0.3"),
+		"--nats-leaf-remotes", "nats-leaf://" + hubLeaf, "--nats-leaf-password-file", leafPW}, tlsArgs...), common...)...)
+	startProc(t, "127.0.0.1", "/readyz", "bridge", "--nats-url", "nats://"+hubNATS, "--nats-ca-file", sec.natsCA,
+		"--nats-password-file", sec.natsPassword, "--kafka-brokers", service(t, "NATTER_TEST_KAFKA_BROKERS"), "--kafka-topic", "e2e."+uniq)
+	checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+		if n := metrics(t, hub)["natter_nats_leafnodes"]; n != 1 {
+			return fmt.Errorf("hub has %v leaf nodes, want 1", n)
+		}
+		return nil
+	})
+
+	a, b := dial(t, hub), dial(t, edge)
+	a.connect("alice")
+	b.connect("bob")
+	a.join("edge", "")
+	b.join("edge", "")
+	for _, p := range []*proc{hub, edge} {
+		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
+			var pr struct {
+				Members []string `json:"members"`
+			}
+			getJSON(t, p.url("/api/rooms/edge/presence"), &pr)
+			if len(pr.Members) != 2 {
+				return fmt.Errorf("%s sees %v", p.addr, pr.Members)
+			}
+			return nil
+		})
+	}
+	b.sendJSON(map[string]any{"op": "send", "room": "edge", "cid": "from-edge", "body": "hello hub"})
+	if f := a.expect("msg"); f.Body != "hello hub" {
+		t.Fatalf("hub member got %+v", f)
+	}
+	if f := b.expect("ack"); f.CID != "from-edge" {
+		t.Fatalf("edge sender got %+v", f)
+	}
+	a.sendJSON(map[string]any{"op": "send", "room": "edge", "cid": "from-hub", "body": "hello edge"})
+	if f := b.expect("msg"); f.Body != "hello edge" {
+		t.Fatalf("edge member got %+v", f)
+	}
+
+	// Impostors: another CA's certificate; the right CA but a wrong password.
+	other := t.TempDir()
+	ca, err := tlsconf.NewCA("attacker CA")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ca.WriteCA(other); err != nil {
+		t.Fatal(err)
+	}
+	cert, key, err := ca.IssueFiles(other, "rogue", "127.0.0.1", "127.0.0.4")
+	if err != nil {
+		t.Fatal(err)
+	}
+	wrongPW := writeSecret(t, other, "leaf.password", "guess")
+	for _, args := range [][]string{
+		{"--nats-cert-file", cert, "--nats-key-file", key, "--nats-ca-file", filepath.Join(other, "ca.pem"), "--nats-leaf-password-file", leafPW},
+		append(append([]string{}, tlsArgs...), "--nats-leaf-password-file", wrongPW),
+	} {
+		rogue := startProc(t, "127.0.0.4", "/healthz", append(append([]string{"gateway", "--id", "rogue", "--nats-addr", freeAddrOn(t, "127.0.0.4"),
+			"--nats-leaf-remotes", "nats-leaf://" + hubLeaf}, args...), common...)...)
+		// A member on the rogue edge would see the room if it attached;
+		// the hub keeps sending while it tries (leaf nodes retry every
+		// second).
+		spy := dial(t, rogue)
+		spy.connect("spy")
+		spy.join("edge", "")
+		for k := 0; k < 15; k++ {
+			a.sendJSON(map[string]any{"op": "send", "room": "edge", "cid": fmt.Sprintf("probe-%s-%d", args[1], k), "body": "probe"})
+			time.Sleep(200 * time.Millisecond)
+		}
+		rogue.stop()
+		for _, f := range drain(spy) {
+			if f.Op == "msg" {
+				t.Fatalf("a rogue edge (%v) got the hub's traffic: %+v", args[1], f)
+			}
+		}
+		if n := metrics(t, hub)["natter_nats_leafnodes"]; n != 1 {
+			t.Fatalf("hub has %v leaf nodes after a rogue edge tried, want 1", n)
+		}
+	}
+	a.sendJSON(map[string]any{"op": "send", "room": "edge", "cid": "after", "body": "still here"})
+	for f := b.expect("msg"); f.Body != "still here"; f = b.expect("msg") {
+		if f.Body != "probe" {
+			t.Fatalf("edge member got %+v", f)
+		}
 	}
 }
