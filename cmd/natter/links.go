@@ -66,7 +66,7 @@ func addTLSFlags(f *flags, link, what string, withEnable bool) *tlsFlags {
 	t.caFile = f.String(link+"-ca-file", "", "PEM CA certificates that verify "+what+" (turns TLS on)")
 	t.certFile = f.String(link+"-cert-file", "", "PEM client certificate presented to "+what+" (mutual TLS; with --"+link+"-key-file)")
 	t.keyFile = f.String(link+"-key-file", "", "PEM private key of --"+link+"-cert-file")
-	t.sname = f.String(link+"-server-name", "", "name "+what+"'s certificate must carry, when not the host dialled")
+	t.sname = f.String(link+"-server-name", "", "name the certificate of "+what+" must carry, when not the host dialled")
 	return t
 }
 

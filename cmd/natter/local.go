@@ -7,11 +7,14 @@ import (
 	"bufio"
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -32,25 +35,60 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 	f := newFlags("natter local", "natter local: run regions × gateways, a bridge and a persister per region as processes on 127.0.0.x", m.Stderr)
 	regions := f.Int("regions", 2, "number of regions")
 	gateways := f.Int("gateways", 2, "gateways per region")
-	brokers := f.String("kafka-brokers", "", "Kafka brokers (host:port,...)")
-	dbURL := f.String("database-url", "", "PostgreSQL URL", "DATABASE_URL")
-	redisURL := f.String("redis-url", "", "Redis URL federating the regions")
+	kf := addKafkaFlags(f, "Kafka brokers (host:port,...)")
+	db := addDatabaseFlags(f)
+	rf := addRedisFlags(f)
 	topic := f.String("kafka-topic", natter.DefaultTopic, "Kafka topic of the message log")
 	port := f.Int("port", 8080, "HTTP port of every gateway (each on its own 127.0.0.x)")
+	secure := f.Bool("secure", false, "secure every NATS link of the topology: TLS on the gateways' NATS client ports and routes (mutual TLS on routes) "+
+		"with a throwaway CA and one node certificate for 127.0.0.1…127.0.0.N and localhost, and random passwords on the client ports (nats.password) "+
+		"and routes (nats-cluster.password), as `natter certs` makes them in --certs-dir (the CA and passwords are reused, the certificate is issued anew). "+
+		"Kafka, Redis and PostgreSQL are secured with their own --kafka-*, --redis-* and --database-* flags, with or without --secure: "+
+		"each one given is passed on to the gateways, bridges and persisters that use it, file paths made absolute")
+	certsDir := f.String("certs-dir", filepath.Join("natter-data", "local-certs"), "directory of --secure's CA (ca.pem, ca-key.pem), node certificate (node.pem, node-key.pem) and passwords (nats.password, nats-cluster.password)")
 	if err := f.parse(args, m.Getenv); err != nil {
 		return err
 	}
-	if err := required(map[string]string{"--kafka-brokers": *brokers, "--database-url": *dbURL, "--redis-url": *redisURL}); err != nil {
+	if err := required(map[string]string{"--kafka-brokers": *kf.brokers, "--database-url": *db.url, "--redis-url": *rf.url}); err != nil {
 		return err
 	}
 	if *regions < 1 || *gateways < 1 || *regions**gateways > 50 {
 		return errors.New("--regions and --gateways must be at least 1, and at most 50 gateways in all")
 	}
+	// Refuse a bad link configuration before any child starts, as each
+	// child would.
+	_, kerr := kf.cluster()
+	_, derr := db.config()
+	_, rerr := rf.options()
+	if err := errors.Join(kerr, derr, rerr); err != nil {
+		return err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return fmt.Errorf("find the natter binary: %w", err)
 	}
-	common := []string{"--kafka-brokers", *brokers, "--kafka-topic", *topic}
+	// The link flags given to `natter local` (on its command line or by
+	// environment) go on to the children as flags, file paths made
+	// absolute.
+	kafkaArgs, err := forwardFlags(f, flagNames(func(f *flags) { addKafkaFlags(f, "") }))
+	if err != nil {
+		return err
+	}
+	dbArgs, err := forwardFlags(f, flagNames(func(f *flags) { addDatabaseFlags(f) }))
+	if err != nil {
+		return err
+	}
+	redisArgs, err := forwardFlags(f, flagNames(func(f *flags) { addRedisFlags(f) }))
+	if err != nil {
+		return err
+	}
+	var gatewayNATS, bridgeNATS []string
+	if *secure {
+		if gatewayNATS, bridgeNATS, err = m.localSecrets(*certsDir, 1+*regions**gateways); err != nil {
+			return err
+		}
+	}
+	common := concat(kafkaArgs, []string{"--kafka-topic", *topic})
 	var children []*child
 	var outMu sync.Mutex
 	start := func(name, ready string, args ...string) error {
@@ -100,8 +138,8 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 			id := fmt.Sprintf("%s-gw%d", region, g+1)
 			addr := fmt.Sprintf("%s:%d", h, *port)
 			if err := start(id, "http://"+addr+"/readyz", append([]string{"gateway", "--open", "--id", id, "--region", region,
-				"--addr", addr, "--nats-addr", h + ":4222", "--nats-cluster-addr", h + ":6222", "--nats-routes", strings.Join(routes, ","),
-				"--database-url", *dbURL}, common...)...); err != nil {
+				"--addr", addr, "--nats-addr", h + ":4222", "--nats-cluster-addr", h + ":6222", "--nats-routes", strings.Join(routes, ",")},
+				concat(gatewayNATS, dbArgs, common)...)...); err != nil {
 				return err
 			}
 			urls = append(urls, fmt.Sprintf("%-14s %-8s http://%s", id, region, addr))
@@ -113,13 +151,16 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 			}
 		}
 		maddr := fmt.Sprintf("127.0.0.%d:9101", 100+r)
-		if err := start(region+"-bridge", "http://"+maddr+"/healthz", append([]string{"bridge", "--region", region,
-			"--nats-url", strings.Join(natsURLs, ","), "--redis-url", *redisURL, "--addr", maddr}, common...)...); err != nil {
+		// Ready when its links are up (/readyz), not merely alive: a
+		// message sent before a bridge federates would reach the other
+		// regions only by luck.
+		if err := start(region+"-bridge", "http://"+maddr+"/readyz", append([]string{"bridge", "--region", region,
+			"--nats-url", strings.Join(natsURLs, ","), "--addr", maddr}, concat(bridgeNATS, redisArgs, common)...)...); err != nil {
 			return err
 		}
 		paddr := fmt.Sprintf("127.0.0.%d:9102", 100+r)
-		if err := start(region+"-persister", "http://"+paddr+"/healthz", append([]string{"persister",
-			"--database-url", *dbURL, "--addr", paddr}, common...)...); err != nil {
+		if err := start(region+"-persister", "http://"+paddr+"/readyz", append([]string{"persister",
+			"--addr", paddr}, concat(dbArgs, common)...)...); err != nil {
 			return err
 		}
 	}
@@ -145,6 +186,106 @@ func (m *Main) runLocal(ctx context.Context, args []string) error {
 	case c := <-exited:
 		return fmt.Errorf("%s exited; stopping the others", c.name)
 	}
+}
+
+// localSecrets makes (or reuses) --secure's CA and passwords in dir and
+// issues the node certificate, valid on 127.0.0.1…127.0.0.lastIP and
+// localhost, with the functions of `natter certs`. It returns the NATS
+// flags of the gateways and of the bridges.
+func (m *Main) localSecrets(dir string, lastIP int) (gateway, bridge []string, err error) {
+	if dir, err = filepath.Abs(dir); err != nil {
+		return nil, nil, fmt.Errorf("--certs-dir: %w", err)
+	}
+	hosts := []string{"localhost"}
+	for i := 1; i <= lastIP; i++ {
+		hosts = append(hosts, fmt.Sprintf("127.0.0.%d", i))
+	}
+	certs, err := issueCerts(m.Stderr, dir, hosts, "node")
+	if err != nil {
+		return nil, nil, fmt.Errorf("--secure: %w", err)
+	}
+	pws, err := makePasswords(m.Stderr, dir, "nats", "nats-cluster")
+	if err != nil {
+		return nil, nil, fmt.Errorf("--secure: %w", err)
+	}
+	node := certs["node"]
+	fmt.Fprintf(m.Stdout, "natter local: NATS links secured (TLS, passwords); CA %s, node certificate and passwords beside it\n", node.CA)
+	gateway = []string{"--nats-cert-file", node.Cert, "--nats-key-file", node.Key, "--nats-ca-file", node.CA,
+		"--nats-password-file", pws["nats"], "--nats-cluster-password-file", pws["nats-cluster"]}
+	bridge = []string{"--nats-ca-file", node.CA, "--nats-password-file", pws["nats"]}
+	return gateway, bridge, nil
+}
+
+// flagNames lists the flags add registers, in the order of --help.
+func flagNames(add func(*flags)) []string {
+	f := newFlags("", "", io.Discard)
+	add(f)
+	var names []string
+	f.fs.VisitAll(func(fl *flag.Flag) { names = append(names, fl.Name) })
+	return names
+}
+
+// forwardFlags returns, as arguments for a child, those of names that
+// were given to f (on the command line or by environment): a *-file
+// flag's path made absolute, and so the files in a PostgreSQL URL.
+func forwardFlags(f *flags, names []string) ([]string, error) {
+	var args []string
+	for _, name := range names {
+		if !f.isSet(name) {
+			continue
+		}
+		v := f.fs.Lookup(name).Value.String()
+		var err error
+		switch {
+		case strings.HasSuffix(name, "-file") && v != "":
+			v, err = filepath.Abs(v)
+		case name == "database-url":
+			v, err = absDatabaseURL(v)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("--%s: %w", name, err)
+		}
+		args = append(args, "--"+name+"="+v)
+	}
+	return args, nil
+}
+
+// absDatabaseURL makes the file paths in a postgres:// URL's query
+// (sslrootcert, sslcert, sslkey, passfile) absolute. A keyword/value
+// connection string is returned as it is.
+func absDatabaseURL(raw string) (string, error) {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return raw, nil
+	}
+	q := u.Query()
+	changed := false
+	for _, k := range []string{"sslrootcert", "sslcert", "sslkey", "passfile"} {
+		v := q.Get(k)
+		if v == "" || v == "system" || filepath.IsAbs(v) {
+			continue
+		}
+		abs, err := filepath.Abs(v)
+		if err != nil {
+			return "", fmt.Errorf("%s: %w", k, err)
+		}
+		q.Set(k, abs)
+		changed = true
+	}
+	if !changed {
+		return raw, nil
+	}
+	u.RawQuery = strings.ReplaceAll(q.Encode(), "%2F", "/") // a path reads better, and means the same
+	return u.String(), nil
+}
+
+// concat joins argument lists into a new one.
+func concat(lists ...[]string) []string {
+	var out []string
+	for _, l := range lists {
+		out = append(out, l...)
+	}
+	return out
 }
 
 func waitReady(ctx context.Context, c *child) error {
