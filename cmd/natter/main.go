@@ -10,7 +10,7 @@
 //	natter replay       Kafka → PostgreSQL again, or print a room's log
 //	natter bench        load generator: throughput, latency, loss, memory
 //	natter healthcheck  GET a health URL, exit 0 on 200 (for containers)
-//	natter certs        a throwaway CA and certificates for secured links
+//	natter certs        a throwaway CA, certificates and passwords for secured links
 //
 // Run any of them with --help for its flags and environment variables.
 package main
