@@ -76,6 +76,14 @@ func service(t testing.TB, env string) string {
 // returns its URL.
 func freshDatabase(t testing.TB) string {
 	t.Helper()
+	return createDatabase(t, fmt.Sprintf("e2e_%d", time.Now().UnixNano()), "")
+}
+
+// createDatabase creates database name, owned by owner (empty: the
+// superuser of NATTER_TEST_DATABASE_URL), dropped at cleanup, and returns
+// the superuser's URL of it.
+func createDatabase(t testing.TB, name, owner string) string {
+	t.Helper()
 	base := service(t, "NATTER_TEST_DATABASE_URL")
 	ctx := context.Background()
 	conn, err := pgx.Connect(ctx, base)
@@ -83,8 +91,11 @@ func freshDatabase(t testing.TB) string {
 		t.Fatalf("connect %s: %v", base, err)
 	}
 	defer conn.Close(ctx)
-	name := fmt.Sprintf("e2e_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	create := "CREATE DATABASE " + name
+	if owner != "" {
+		create += " OWNER " + owner
+	}
+	if _, err := conn.Exec(ctx, create); err != nil {
 		t.Fatalf("create database: %v", err)
 	}
 	t.Cleanup(func() {

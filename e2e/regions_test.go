@@ -137,7 +137,13 @@ func (top *topology) all() []*proc {
 // waitMembers waits until every gateway lists n members in room.
 func (top *topology) waitMembers(t *testing.T, room string, n int) {
 	t.Helper()
-	for _, p := range top.all() {
+	waitMembersOn(t, top.all(), room, n)
+}
+
+// waitMembersOn waits until each of gws lists n members in room.
+func waitMembersOn(t *testing.T, gws []*proc, room string, n int) {
+	t.Helper()
+	for _, p := range gws {
 		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
 			var pr struct {
 				Members []string `json:"members"`
@@ -167,22 +173,7 @@ func TestCrossGatewayAndRegionDelivery(t *testing.T) {
 		}
 	}
 	top.waitMembers(t, "world", len(cs))
-	each := total / len(cs)
-	var wg sync.WaitGroup
-	errs := make([]error, len(cs))
-	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = sendAndReceive(c, "world", i, each, total)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("client %d: %v", i, err)
-		}
-	}
+	sendAllAndReceive(t, cs, "world", total)
 	checkFor(t, 60*time.Second, 200*time.Millisecond, func() error {
 		if rows, distinct := pgCount(t, top.db, "world"); rows != total || distinct != total {
 			return fmt.Errorf("postgres has %d rows, %d distinct; want %d", rows, distinct, total)
@@ -204,6 +195,25 @@ func TestCrossGatewayAndRegionDelivery(t *testing.T) {
 		if in != total/2 || m["natter_federation_lag_seconds_count"] != m["natter_federation_received_total"] || m["natter_kafka_produced_total"] < total/2 {
 			t.Errorf("bridge %s metrics: received %v + repaired %v, want %d; lag samples %v; produced %v", b.addr,
 				m["natter_federation_received_total"], m["natter_federation_repaired_total"], total/2, m["natter_federation_lag_seconds_count"], m["natter_kafka_produced_total"])
+		}
+	}
+}
+
+// sendAllAndReceive has every client send its share of total messages to
+// room at once, and checks each client gets all total once, every
+// sender's in order, and an ack for each of its own.
+func sendAllAndReceive(t *testing.T, cs []*client, room string, total int) {
+	t.Helper()
+	each := total / len(cs)
+	var wg sync.WaitGroup
+	errs := make([]error, len(cs))
+	for i, c := range cs {
+		wg.Go(func() { errs[i] = sendAndReceive(c, room, i, each, total) })
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("client %d: %v", i, err)
 		}
 	}
 }

@@ -7,7 +7,6 @@
 package e2e
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,11 +15,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter/tlsconf"
@@ -104,26 +101,9 @@ func (s *secureLinks) bridgeArgs() []string {
 // own checks) and the TLS role's verify-full URL (for natter).
 func freshTLSDatabase(t *testing.T) (plain, secured string) {
 	t.Helper()
-	base := service(t, "NATTER_TEST_DATABASE_URL")
-	tlsURL := service(t, "NATTER_TEST_DATABASE_TLS_URL")
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, base)
-	if err != nil {
-		t.Fatalf("connect %s: %v", base, err)
-	}
-	defer conn.Close(ctx)
 	name := fmt.Sprintf("e2e_tls_%d", time.Now().UnixNano())
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name+" OWNER natter_tls"); err != nil {
-		t.Fatalf("create database: %v", err)
-	}
-	t.Cleanup(func() {
-		c, err := pgx.Connect(context.Background(), base)
-		if err == nil {
-			_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
-			c.Close(context.Background())
-		}
-	})
-	return strings.Replace(base, "/natter?", "/"+name+"?", 1), strings.Replace(tlsURL, "/natter?", "/"+name+"?", 1)
+	plain = createDatabase(t, name, "natter_tls")
+	return plain, strings.Replace(service(t, "NATTER_TEST_DATABASE_TLS_URL"), "/natter?", "/"+name+"?", 1)
 }
 
 // TestSecuredRegionsDeliverOnce: two regions of two gateways with every
@@ -168,22 +148,7 @@ func TestSecuredRegionsDeliverOnce(t *testing.T) {
 	attacks := make(chan error, 1)
 	go func() { attacks <- attackNATS(t, top, sec) }()
 
-	each := total / len(cs)
-	var wg sync.WaitGroup
-	errs := make([]error, len(cs))
-	for i, c := range cs {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = sendAndReceive(c, "vault", i, each, total)
-		}()
-	}
-	wg.Wait()
-	for i, err := range errs {
-		if err != nil {
-			t.Errorf("client %d: %v", i, err)
-		}
-	}
+	sendAllAndReceive(t, cs, "vault", total)
 	if err := <-attacks; err != nil {
 		t.Error(err)
 	}
@@ -511,18 +476,7 @@ func TestSecuredLeafNodes(t *testing.T) {
 	b.connect("bob")
 	a.join("edge", "")
 	b.join("edge", "")
-	for _, p := range []*proc{hub, edge} {
-		checkFor(t, 30*time.Second, 100*time.Millisecond, func() error {
-			var pr struct {
-				Members []string `json:"members"`
-			}
-			getJSON(t, p.url("/api/rooms/edge/presence"), &pr)
-			if len(pr.Members) != 2 {
-				return fmt.Errorf("%s sees %v", p.addr, pr.Members)
-			}
-			return nil
-		})
-	}
+	waitMembersOn(t, []*proc{hub, edge}, "edge", 2)
 	b.sendJSON(map[string]any{"op": "send", "room": "edge", "cid": "from-edge", "body": "hello hub"})
 	if f := a.expect("msg"); f.Body != "hello hub" {
 		t.Fatalf("hub member got %+v", f)

@@ -67,12 +67,7 @@ func (g *Gateway) readyz(w http.ResponseWriter, r *http.Request) {
 // ready runs every dependency check, each within a second, and reports
 // whether all passed, with each one's outcome ("ok" or its error).
 func (g *Gateway) ready(ctx context.Context) (bool, map[string]string) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	res := map[string]string{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	ok := true
+	ok, res := RunChecks(ctx, g.cfg.Checks)
 	g.mu.Lock()
 	if g.draining {
 		ok = false
@@ -85,10 +80,21 @@ func (g *Gateway) ready(ctx context.Context) (bool, map[string]string) {
 	} else {
 		res["nats"] = "ok"
 	}
-	for name, check := range g.cfg.Checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+	return ok, res
+}
+
+// RunChecks runs checks concurrently, each within a second, and returns
+// whether all passed and each one's outcome ("ok" or its error): what a
+// /readyz answers, here and in the roles behind the gateway.
+func RunChecks(ctx context.Context, checks map[string]func(context.Context) error) (bool, map[string]string) {
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	res := make(map[string]string, len(checks)+2)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	ok := true
+	for name, check := range checks {
+		wg.Go(func() {
 			err := check(ctx)
 			mu.Lock()
 			defer mu.Unlock()
@@ -98,7 +104,7 @@ func (g *Gateway) ready(ctx context.Context) (bool, map[string]string) {
 			} else {
 				res[name] = "ok"
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	return ok, res

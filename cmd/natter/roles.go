@@ -704,7 +704,7 @@ func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, log *slog.Log
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ok, res := runChecks(r.Context(), checks)
+		ok, res := gateway.RunChecks(r.Context(), checks)
 		w.Header().Set("Content-Type", "application/json")
 		if !ok {
 			w.WriteHeader(http.StatusServiceUnavailable)
@@ -715,32 +715,6 @@ func (m *Main) serveMetrics(addr string, reg *prometheus.Registry, log *slog.Log
 	go func() { _ = srv.Serve(ln) }()
 	log.Info("metrics listening", "addr", ln.Addr().String())
 	return func() { _ = srv.Close() }, nil
-}
-
-// runChecks runs checks concurrently, each within a second, and returns
-// whether all passed and each one's outcome ("ok" or its error).
-func runChecks(ctx context.Context, checks map[string]func(context.Context) error) (bool, map[string]string) {
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
-	defer cancel()
-	res := make(map[string]string, len(checks))
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	ok := true
-	for name, check := range checks {
-		wg.Go(func() {
-			err := check(ctx)
-			mu.Lock()
-			defer mu.Unlock()
-			if err != nil {
-				ok = false
-				res[name] = err.Error()
-			} else {
-				res[name] = "ok"
-			}
-		})
-	}
-	wg.Wait()
-	return ok, res
 }
 
 // natsReconnectErrors logs why reconnecting to NATS fails: at once when
