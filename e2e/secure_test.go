@@ -359,7 +359,8 @@ func TestSecuredLinkFailuresSayWhatAndRecover(t *testing.T) {
 
 // TestUntrustedServersAreRefusedByName gives each link a CA that did not
 // sign its server's certificate: the gateway (Kafka, PostgreSQL) and the
-// bridge (NATS) stay up and their /readyz name the link and the check.
+// bridge (NATS, Redis) stay up and their /readyz name the link and the
+// check.
 func TestUntrustedServersAreRefusedByName(t *testing.T) {
 	sec := newSecureLinks(t)
 	other := t.TempDir()
@@ -380,8 +381,9 @@ func TestUntrustedServersAreRefusedByName(t *testing.T) {
 		"--database-url", strings.Replace(tlsDB, sec.servicesCA, wrongCA, 1), "--database-password-file", sec.dbPassword)
 	waitReadyz(t, gw, map[string]string{"kafka": "TLS: the broker's certificate is not signed by a trusted CA", "postgres": "unknown authority", "nats": "ok"})
 	br := startProc(t, "127.0.0.1", "/healthz", append([]string{"bridge", "--nats-url", "nats://" + natsAddr, "--nats-ca-file", wrongCA,
-		"--nats-password-file", sec.natsPassword, "--kafka-brokers", service(t, "NATTER_TEST_KAFKA_SASL_BROKERS")}, sec.kafkaArgs()...)...)
-	waitReadyz(t, br, map[string]string{"nats": "certificate signed by unknown authority", "kafka": "ok"})
+		"--nats-password-file", sec.natsPassword, "--kafka-brokers", service(t, "NATTER_TEST_KAFKA_SASL_BROKERS"),
+		"--redis-url", service(t, "NATTER_TEST_REDIS_TLS_URL"), "--redis-ca-file", wrongCA, "--redis-password-file", sec.redisPW}, sec.kafkaArgs()...)...)
+	waitReadyz(t, br, map[string]string{"nats": "certificate signed by unknown authority", "kafka": "ok", "redis": "certificate signed by unknown authority"})
 	// The gateway still serves live chat while its stores are unreachable.
 	a, b := dial(t, gw), dial(t, gw)
 	a.connect("alice")
