@@ -32,6 +32,21 @@ type Message struct {
 	CID string `json:"cid,omitempty"`
 }
 
+// DurableReply answers a gateway's durable request (a Message sent to
+// SubjectDurable): OK once the message is in the log, with its id, or
+// the error that stopped it. Bridges send it; gateways read it.
+type DurableReply struct {
+	// ID is the id of the request's message.
+	ID string `json:"id"`
+	OK bool   `json:"ok"`
+	// Canonical and CanonicalTS, when set, are the id and ts under which
+	// an earlier message with the same (user, room, cid) is already in the
+	// log: the request was a client's retry and was not written again.
+	Canonical   string `json:"canonical,omitempty"`
+	CanonicalTS int64  `json:"canonical_ts,omitempty"`
+	Error       string `json:"error,omitempty"`
+}
+
 // CheckBody returns an error if body is empty, longer than max bytes, not
 // valid UTF-8 or contains NUL (which PostgreSQL text cannot hold).
 func CheckBody(body string, max int) error {

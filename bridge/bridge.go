@@ -34,20 +34,6 @@ import (
 	"github.com/natter-chat/natter"
 )
 
-// Reply is the bridge's answer to a durable request: OK with the id, or
-// the error that stopped it.
-type Reply struct {
-	// ID is the id of the request's message.
-	ID string `json:"id"`
-	OK bool   `json:"ok"`
-	// Canonical and CanonicalTS, when set, are the id and ts under which
-	// an earlier message with the same (user, room, cid) is already in the
-	// log: the request was a client's retry and was not written again.
-	Canonical   string `json:"canonical,omitempty"`
-	CanonicalTS int64  `json:"canonical_ts,omitempty"`
-	Error       string `json:"error,omitempty"`
-}
-
 // Producer is the durable log the bridge writes to.
 type Producer interface {
 	// Produce queues value under key and calls done once with the outcome.
@@ -136,12 +122,12 @@ func (b *Bridge) handle(m *nats.Msg) {
 	if err := json.Unmarshal(m.Data, &msg); err != nil || natter.CheckRoom(msg.Room) != nil {
 		b.metrics.rejected.Inc()
 		b.log.Warn("bridge: dropping malformed durable request", "bytes", len(m.Data))
-		b.reply(m, Reply{Error: "malformed message"})
+		b.reply(m, natter.DurableReply{Error: "malformed message"})
 		return
 	}
 	if _, err := natter.ParseID(msg.ID); err != nil {
 		b.metrics.rejected.Inc()
-		b.reply(m, Reply{Error: "malformed id"})
+		b.reply(m, natter.DurableReply{Error: "malformed id"})
 		return
 	}
 	// A client that lost its gateway resends with the same cid through
@@ -149,7 +135,7 @@ func (b *Bridge) handle(m *nats.Msg) {
 	if msg.CID != "" {
 		if id, ts, ok := b.cids.get(msg.User, msg.Room, msg.CID); ok {
 			b.metrics.retries.Inc()
-			b.reply(m, Reply{ID: msg.ID, OK: true, Canonical: id, CanonicalTS: ts})
+			b.reply(m, natter.DurableReply{ID: msg.ID, OK: true, Canonical: id, CanonicalTS: ts})
 			return
 		}
 	}
@@ -157,7 +143,7 @@ func (b *Bridge) handle(m *nats.Msg) {
 	case repeat:
 		return // the copy in flight answers for both
 	case busy:
-		b.reply(m, Reply{ID: msg.ID, Error: "durable log busy"})
+		b.reply(m, natter.DurableReply{ID: msg.ID, Error: "durable log busy"})
 		return
 	}
 	b.inflight.Add(1)
@@ -169,7 +155,7 @@ func (b *Bridge) handle(m *nats.Msg) {
 		if err != nil {
 			b.metrics.produceErrors.Inc()
 			b.log.Warn("kafka produce failed", "room", msg.Room, "id", msg.ID, "err", err)
-			b.reply(m, Reply{ID: msg.ID, Error: "durable log unavailable"})
+			b.reply(m, natter.DurableReply{ID: msg.ID, Error: "durable log unavailable"})
 			return
 		}
 		b.metrics.produced.Inc()
@@ -179,7 +165,7 @@ func (b *Bridge) handle(m *nats.Msg) {
 		if b.cfg.Durable != nil {
 			b.cfg.Durable(msg)
 		}
-		b.reply(m, Reply{ID: msg.ID, OK: true})
+		b.reply(m, natter.DurableReply{ID: msg.ID, OK: true})
 	})
 }
 
@@ -215,7 +201,7 @@ func (b *Bridge) release(id string) {
 	b.mu.Unlock()
 }
 
-func (b *Bridge) reply(m *nats.Msg, r Reply) {
+func (b *Bridge) reply(m *nats.Msg, r natter.DurableReply) {
 	if m.Reply == "" {
 		return
 	}

@@ -65,11 +65,11 @@ func TestInflightIsBoundedAndResentMessagesAreNotProducedTwice(t *testing.T) {
 	if _, err := nc.ChanSubscribe("gw.reply", replies); err != nil {
 		t.Fatal(err)
 	}
-	next := func() Reply {
+	next := func() natter.DurableReply {
 		t.Helper()
 		select {
 		case m := <-replies:
-			var r Reply
+			var r natter.DurableReply
 			if err := json.Unmarshal(m.Data, &r); err != nil {
 				t.Fatal(err)
 			}
@@ -77,7 +77,7 @@ func TestInflightIsBoundedAndResentMessagesAreNotProducedTwice(t *testing.T) {
 		case <-time.After(10 * time.Second):
 			t.Fatal("no reply")
 		}
-		return Reply{}
+		return natter.DurableReply{}
 	}
 	// The bridge answers a malformed request at once: then it listens.
 	// Before it subscribes, NATS answers "no responders" (a status

@@ -68,13 +68,13 @@ func TestDurableOnlyAfterKafkaAcknowledged(t *testing.T) {
 	}
 
 	gen := natter.NewIDGen(nil)
-	request := func(cid string) chan Reply {
+	request := func(cid string) chan natter.DurableReply {
 		m := natter.Message{ID: gen.Next().String(), Room: "lobby", User: "ann", Body: "hi", TS: time.Now().UnixMilli(), Region: "here", CID: cid}
 		data, _ := json.Marshal(m)
-		out := make(chan Reply, 1)
+		out := make(chan natter.DurableReply, 1)
 		go func() {
 			r, err := nc.Request(natter.SubjectDurable, data, 10*time.Second)
-			var rep Reply
+			var rep natter.DurableReply
 			if err == nil {
 				err = json.Unmarshal(r.Data, &rep)
 			}

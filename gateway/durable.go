@@ -18,7 +18,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter"
-	"github.com/natter-chat/natter/bridge"
 )
 
 // errBusy means too many messages are waiting for the durable log.
@@ -178,7 +177,7 @@ func (d *durable) publish(p *pendingSend) {
 }
 
 func (d *durable) onReply(m *nats.Msg) {
-	var r bridge.Reply
+	var r natter.DurableReply
 	if err := json.Unmarshal(m.Data, &r); err != nil {
 		return
 	}

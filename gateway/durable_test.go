@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter"
-	"github.com/natter-chat/natter/bridge"
 	"github.com/natter-chat/natter/embedded/natstest"
 )
 
@@ -64,7 +63,7 @@ func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
 		t.Fatal("lookup did not find the pending cid")
 	}
 	canonical := g.Next().String()
-	data, _ := json.Marshal(bridge.Reply{ID: first.ID, OK: true, Canonical: canonical, CanonicalTS: 1})
+	data, _ := json.Marshal(natter.DurableReply{ID: first.ID, OK: true, Canonical: canonical, CanonicalTS: 1})
 	d.onReply(&nats.Msg{Data: data})
 	for i := 0; i < 2; i++ {
 		select {
@@ -95,7 +94,7 @@ func pendingAndFailure(t *testing.T) (*durable, *pendingSend, *nats.Msg) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	fail, _ := json.Marshal(bridge.Reply{ID: msg.ID, Error: "durable log unavailable"})
+	fail, _ := json.Marshal(natter.DurableReply{ID: msg.ID, Error: "durable log unavailable"})
 	return d, p, &nats.Msg{Data: fail}
 }
 
@@ -139,7 +138,7 @@ func TestRetriesOfAPendingMessageKeepTheNewestWaiters(t *testing.T) {
 			t.Fatal("pending cid not found")
 		}
 	}
-	data, _ := json.Marshal(bridge.Reply{ID: msg.ID, OK: true})
+	data, _ := json.Marshal(natter.DurableReply{ID: msg.ID, OK: true})
 	d.onReply(&nats.Msg{Data: data})
 	if len(acked) != maxWaiters || acked[len(acked)-1] != retries || acked[0] != retries-maxWaiters+1 {
 		t.Fatalf("acked %v, want the newest %d of %d", acked, maxWaiters, retries+1)
@@ -161,7 +160,7 @@ func TestPendingCIDsOutliveTheCap(t *testing.T) {
 		if _, err := d.reserve(m, nil, false); err != nil {
 			t.Fatal(err)
 		}
-		ok, _ := json.Marshal(bridge.Reply{ID: m.ID, OK: true})
+		ok, _ := json.Marshal(natter.DurableReply{ID: m.ID, OK: true})
 		d.onReply(&nats.Msg{Data: ok})
 	}
 	d.mu.Lock()
