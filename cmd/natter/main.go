@@ -80,12 +80,27 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	case "certs":
 		return m.runCerts(ctx, args)
 	case "help":
-		fmt.Fprintln(m.Stdout, "usage: natter [gateway|bridge|persister|local|replay|bench|healthcheck|certs] [--help]")
+		fmt.Fprintf(m.Stdout, "usage: natter [COMMAND] [--help]\n\n%s\n", commandList)
 		return nil
 	default:
 		return fmt.Errorf("unknown command %q; try natter --help", cmd)
 	}
 }
+
+// commandList is what `natter help` and `natter --help` say of the
+// commands.
+const commandList = `Commands:
+  (none)       gateway, embedded NATS, bridge, persister, embedded Kafka-protocol broker
+               and a private PostgreSQL: all in one process
+  gateway      a WebSocket/HTTP gateway with its embedded NATS server
+  bridge       moves a region's messages from NATS to Kafka; federates regions through Redis
+  persister    writes the Kafka log into PostgreSQL
+  local        regions × gateways, bridges and persisters as processes on 127.0.0.x
+  replay       writes the Kafka log into PostgreSQL again, or prints a room's log
+  bench        load generator: throughput, latency, loss, memory
+  healthcheck  GET a health URL, exit 0 on 200 (for containers)
+  certs        a throwaway CA, certificates and passwords for secured links
+  help         this list`
 
 func (m *Main) logger(level string) (*slog.Logger, error) {
 	var l slog.Level

@@ -336,3 +336,30 @@ func TestPprofAddr(t *testing.T) {
 		t.Fatalf("bad address: got %v", err)
 	}
 }
+
+// TestHelpListsEveryCommand: `natter help` and `natter --help` name every
+// command Run dispatches, and each command answers --help.
+func TestHelpListsEveryCommand(t *testing.T) {
+	var help bytes.Buffer
+	m := &Main{Stdout: &help, Stderr: &help, Getenv: func(string) string { return "" }}
+	if err := m.Run(context.Background(), []string{"help"}); err != nil {
+		t.Fatal(err)
+	}
+	var top bytes.Buffer
+	m = &Main{Stdout: &top, Stderr: &top, Getenv: func(string) string { return "" }}
+	if err := m.Run(context.Background(), []string{"--help"}); !errors.Is(err, flag.ErrHelp) {
+		t.Fatalf("natter --help: %v", err)
+	}
+	for _, cmd := range []string{"gateway", "bridge", "persister", "local", "replay", "bench", "healthcheck", "certs"} {
+		for what, out := range map[string]string{"natter help": help.String(), "natter --help": top.String()} {
+			if !strings.Contains(out, "\n  "+cmd+" ") {
+				t.Errorf("%s does not list %s:\n%s", what, cmd, out)
+			}
+		}
+		var out bytes.Buffer
+		m := &Main{Stdout: &out, Stderr: &out, Getenv: func(string) string { return "" }}
+		if err := m.Run(context.Background(), []string{cmd, "--help"}); !errors.Is(err, flag.ErrHelp) {
+			t.Errorf("natter %s --help: %v", cmd, err)
+		}
+	}
+}

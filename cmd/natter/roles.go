@@ -192,7 +192,7 @@ func (g *gatewayFlags) resolveLinks() error {
 
 // runAll runs every role in one process.
 func (m *Main) runAll(ctx context.Context, args []string) error {
-	f := newFlags("natter", "natter: the whole chat system in one process (web UI on --addr)", m.Stderr)
+	f := newFlags("natter", "natter: the whole chat system in one process (web UI on --addr)\n\n"+commandList+"\n\nnatter COMMAND --help lists a command's flags.", m.Stderr)
 	var g gatewayFlags
 	g.addr = f.String("addr", ":8080", "HTTP and WebSocket listen address")
 	g.kafka = addKafkaFlags(f, "Kafka brokers (host:port,...); empty runs the embedded broker")
