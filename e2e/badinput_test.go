@@ -54,6 +54,8 @@ func TestBadInputGetsErrorFramesAndHarmsNothing(t *testing.T) {
 		{"body with NUL", `{"op":"send","room":"r","cid":"n1","body":"a\u0000b"}`, "invalid_body"},
 		{"body too long", `{"op":"send","room":"r","cid":"l1","body":"` + strings.Repeat("y", 4097) + `"}`, "invalid_body"},
 		{"history absurd limit", `{"op":"history","room":"r","limit":1000000}`, "invalid_limit"},
+		{"history zero limit", `{"op":"history","room":"r","limit":0}`, "invalid_limit"},
+		{"history negative limit", `{"op":"history","room":"r","limit":-5}`, "invalid_limit"},
 		{"history negative limit", `{"op":"history","room":"r","limit":-1}`, "invalid_limit"},
 		{"history bad before", `{"op":"history","room":"r","before":"'; DROP TABLE messages;--"}`, "invalid_id"},
 		{"join bad since", `{"op":"join","room":"s","since":"not-an-id"}`, "invalid_id"},

@@ -182,9 +182,9 @@ func (c *conn) history(ctx context.Context, f protocol.ClientFrame) {
 	if !c.checkRoom(f) || !c.mayRead(f.Room, ref(f)) {
 		return
 	}
-	limit := f.Limit
-	if limit == 0 {
-		limit = defaultHistoryLimit
+	limit := defaultHistoryLimit
+	if f.Limit != nil {
+		limit = *f.Limit
 	}
 	if limit < 1 || limit > c.g.cfg.Limits.HistoryPage {
 		c.sendError(protocol.CodeInvalidLimit, fmt.Sprintf("limit must be 1-%d", c.g.cfg.Limits.HistoryPage), ref(f))

@@ -23,7 +23,9 @@ type ClientFrame struct {
 	CID    string `json:"cid,omitempty"`
 	Body   string `json:"body,omitempty"`
 	Before string `json:"before,omitempty"`
-	Limit  int    `json:"limit,omitempty"`
+	// Limit is nil when the frame has no limit (the default applies), so
+	// that an explicit 0 is told apart and refused.
+	Limit *int `json:"limit,omitempty"`
 	// Retry marks a send as a resend of a message not yet acked.
 	Retry bool `json:"retry,omitempty"`
 }
