@@ -70,6 +70,8 @@ func (m *Main) runBench(ctx context.Context, args []string) error {
 		wargs = append(wargs, "--run-id", cfg.RunID, "--procs", strconv.Itoa(n), "--worker", fmt.Sprintf("%d/%d", i, n))
 		cmd := exec.CommandContext(ctx, self, wargs...)
 		cmd.Stderr = m.Stderr
+		// A worker must not profile on the coordinator's address.
+		cmd.Env = withoutEnv(os.Environ(), "NATTER_PPROF_ADDR")
 		return cmd
 	}
 	rep, err := bench.Run(ctx, cfg)

@@ -24,6 +24,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 )
 
@@ -55,7 +56,10 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
 	}
-	if addr := m.Getenv("NATTER_PPROF_ADDR"); addr != "" {
+	// Profiling is for the long-running commands; a short-lived helper
+	// (healthcheck, certs, help) run beside a profiled process would
+	// only collide with it on the address.
+	if addr := m.Getenv("NATTER_PPROF_ADDR"); addr != "" && !shortLived[cmd] {
 		if err := m.servePprof(ctx, addr); err != nil {
 			return err
 		}
@@ -87,6 +91,20 @@ func (m *Main) Run(ctx context.Context, args []string) error {
 	}
 }
 
+// shortLived commands never serve NATTER_PPROF_ADDR.
+var shortLived = map[string]bool{"healthcheck": true, "certs": true, "help": true}
+
+// withoutEnv returns env less the variable name.
+func withoutEnv(env []string, name string) []string {
+	out := env[:0:0]
+	for _, e := range env {
+		if !strings.HasPrefix(e, name+"=") {
+			out = append(out, e)
+		}
+	}
+	return out
+}
+
 // commandList is what `natter help` and `natter --help` say of the
 // commands.
 const commandList = `Commands:
@@ -100,7 +118,11 @@ const commandList = `Commands:
   bench        load generator: throughput, latency, loss, memory
   healthcheck  GET a health URL, exit 0 on 200 (for containers)
   certs        a throwaway CA, certificates and passwords for secured links
-  help         this list`
+  help         this list
+
+Environment besides the flags' NATTER_ variables:
+  NATTER_PPROF_ADDR   serve net/http/pprof on this address (long-running commands only)
+  NATTER_PG_BIN       directory of the PostgreSQL server binaries for the private database`
 
 func (m *Main) logger(level string) (*slog.Logger, error) {
 	var l slog.Level

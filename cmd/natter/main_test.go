@@ -319,7 +319,9 @@ func TestPprofAddr(t *testing.T) {
 	var out bytes.Buffer
 	env := map[string]string{"NATTER_PPROF_ADDR": "127.0.0.1:0"}
 	m := &Main{Stdout: &out, Stderr: &out, Getenv: func(k string) string { return env[k] }}
-	if err := m.Run(ctx, []string{"help"}); err != nil {
+	// A role without its flags stops at once, but the profiler serves
+	// until ctx ends.
+	if err := m.Run(ctx, []string{"persister"}); err == nil || !strings.Contains(err.Error(), "--kafka-brokers is required") {
 		t.Fatal(err)
 	}
 	url := strings.TrimSpace(strings.TrimPrefix(out.String()[:strings.Index(out.String(), "\n")], "natter: profiling on "))
@@ -332,8 +334,19 @@ func TestPprofAddr(t *testing.T) {
 		t.Fatalf("pprof: HTTP %d", res.StatusCode)
 	}
 	env["NATTER_PPROF_ADDR"] = "not-an-address"
-	if err := m.Run(ctx, []string{"help"}); err == nil || !strings.Contains(err.Error(), "NATTER_PPROF_ADDR") {
+	if err := m.Run(ctx, []string{"persister"}); err == nil || !strings.Contains(err.Error(), "NATTER_PPROF_ADDR") {
 		t.Fatalf("bad address: got %v", err)
+	}
+	// Short-lived helpers never profile: they would take the address of
+	// the process they run beside.
+	out.Reset()
+	for _, cmd := range []string{"help", "certs --help", "healthcheck --help"} {
+		if err := m.Run(ctx, strings.Fields(cmd)); err != nil && !errors.Is(err, flag.ErrHelp) {
+			t.Fatalf("natter %s: %v", cmd, err)
+		}
+	}
+	if strings.Contains(out.String(), "profiling on") {
+		t.Fatalf("a short-lived command served the profiler:\n%s", out.String())
 	}
 }
 
