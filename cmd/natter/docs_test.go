@@ -74,7 +74,7 @@ var foreignFlags = map[string]bool{
 // test scripts' variables), and every flag natter has is named there.
 func TestDocsNameOnlyRealFlagsAndEveryFlag(t *testing.T) {
 	flags, envs := helpFlags(t)
-	scripts := "NATTER_SOME_NAME" // the docs' placeholder for any flag's variable
+	scripts := "NATTER_SOME_NAME"                    // the docs' placeholder for any flag's variable
 	paths, _ := filepath.Glob("../../e2e/*_test.go") // the suite's own knobs, e.g. NATTER_SOAK
 	for _, p := range append(paths, "../../scripts/services", "../../scripts/test", "../../web/package.json") {
 		b, err := os.ReadFile(p)
