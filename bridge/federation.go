@@ -37,12 +37,21 @@ import (
 	"github.com/natter-chat/natter/protocol"
 )
 
+// envelopeKind says what an envelope carries.
+type envelopeKind string
+
+const (
+	kindMsg       envelopeKind = "msg" // a message (Data: its msg frame)
+	kindEvent     envelopeKind = "evt" // a room's presence or typing event (Data: as on NATS)
+	kindHeartbeat envelopeKind = "hb"  // the sender's latest Seq, so gaps show when idle
+)
+
 // envelope is what travels on a federation channel.
 type envelope struct {
 	Region string          `json:"region"`
 	Src    string          `json:"src"`
 	Seq    uint64          `json:"seq"`
-	Kind   string          `json:"kind"` // msg, evt, hb
+	Kind   envelopeKind    `json:"kind"`
 	Room   string          `json:"room,omitempty"`
 	Data   json.RawMessage `json:"data,omitempty"`
 }
@@ -171,7 +180,7 @@ func (f *Federation) publisher(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-hb.C:
-			batch = append(batch, envelope{Kind: "hb"})
+			batch = append(batch, envelope{Kind: kindHeartbeat})
 		case e := <-f.out:
 			batch = append(batch, e)
 		}
@@ -196,7 +205,7 @@ func (f *Federation) Forward(m natter.Message) {
 	if m.Region != f.cfg.Region {
 		return // not ours to federate: no loops
 	}
-	f.enqueue(envelope{Kind: "msg", Room: m.Room, Data: msgFrame(m)})
+	f.enqueue(envelope{Kind: kindMsg, Room: m.Room, Data: msgFrame(m)})
 }
 
 // outboundEvent publishes local-origin presence and typing events to
@@ -205,14 +214,12 @@ func (f *Federation) Forward(m natter.Message) {
 func (f *Federation) outboundEvent(m *nats.Msg) {
 	var head struct {
 		Region string `json:"region"`
-		T      string `json:"t"`
 	}
-	// flush asks for a reply on this region's NATS; meaningless elsewhere.
-	if json.Unmarshal(m.Data, &head) != nil || head.Region != f.cfg.Region || head.T == "flush" {
+	if json.Unmarshal(m.Data, &head) != nil || head.Region != f.cfg.Region {
 		return
 	}
 	room := strings.TrimSuffix(strings.TrimPrefix(m.Subject, "natter.room."), ".evt")
-	f.enqueue(envelope{Kind: "evt", Room: room, Data: m.Data})
+	f.enqueue(envelope{Kind: kindEvent, Room: room, Data: m.Data})
 }
 
 func (f *Federation) enqueue(e envelope) {
@@ -234,7 +241,7 @@ func (f *Federation) publishBatch(ctx context.Context, batch []envelope) {
 	pipe := f.cfg.Redis.Pipeline()
 	msgs := 0
 	for _, e := range batch {
-		if e.Kind == "hb" {
+		if e.Kind == kindHeartbeat {
 			e.Seq = f.seq
 		} else {
 			f.seq++
@@ -266,14 +273,14 @@ func (f *Federation) inbound(channel string, data []byte) {
 		return
 	}
 	f.checkSeq(e)
-	if e.Kind == "hb" {
+	if e.Kind == kindHeartbeat {
 		return
 	}
 	if !natter.ValidRoom(e.Room) {
 		f.met.malformed.Inc()
 		return
 	}
-	if e.Kind == "msg" {
+	if e.Kind == kindMsg {
 		var head struct {
 			ID   string `json:"id"`
 			Room string `json:"room"`
@@ -296,7 +303,7 @@ func (f *Federation) inbound(channel string, data []byte) {
 			f.met.lag.Observe(max(0, float64(time.Now().UnixMilli()-head.TS)) / 1000)
 		}
 		return
-	} else if e.Kind != "evt" {
+	} else if e.Kind != kindEvent {
 		f.met.malformed.Inc()
 		return
 	}
@@ -311,7 +318,7 @@ func (f *Federation) checkSeq(e envelope) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	last, known := f.last[e.Src]
-	if e.Kind == "hb" {
+	if e.Kind == kindHeartbeat {
 		if known && e.Seq > last {
 			f.met.gaps.Add(float64(e.Seq - last))
 			f.log.Warn("federation gap: messages lost in transit; repairing from Kafka", "src", e.Src, "missing", e.Seq-last)

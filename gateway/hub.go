@@ -23,6 +23,17 @@ import (
 	"github.com/natter-chat/natter/protocol"
 )
 
+// eventKind says what an event is.
+type eventKind string
+
+const (
+	eventJoin   eventKind = "join"   // User joined at GW
+	eventLeave  eventKind = "leave"  // User left at GW
+	eventTyping eventKind = "typing" // User is typing
+	eventState  eventKind = "state"  // Users are all of GW's members of the room
+	eventSync   eventKind = "sync"   // GW asks the others for their state
+)
+
 // event is a presence, typing or control event on a room's event subject.
 // Gateways of a region keep each other's members of a room in sync with
 // them: "join"/"leave" as they happen, "state" (all local members of the
@@ -30,10 +41,10 @@ import (
 // sends when it starts following a room. A gateway not heard from for
 // three intervals is taken to be gone and its members leave.
 type event struct {
-	T     string   `json:"t"` // join, leave, typing, state, sync
-	User  string   `json:"user,omitempty"`
-	Users []string `json:"users,omitempty"`
-	GW    string   `json:"gw"`
+	T     eventKind `json:"t"`
+	User  string    `json:"user,omitempty"`
+	Users []string  `json:"users,omitempty"`
+	GW    string    `json:"gw"`
 	// Region is the region of the gateway that sent the event; bridges
 	// federate only their own region's events.
 	Region string `json:"region"`
@@ -150,7 +161,7 @@ func (h *hub) run(ctx context.Context) {
 			}
 			h.mu.Unlock()
 			for _, r := range rooms {
-				h.publishEvent(r.name, event{T: "state", Users: r.localUsers(), GW: h.gwID})
+				h.publishEvent(r.name, event{T: eventState, Users: r.localUsers(), GW: h.gwID})
 				r.expire(h, now.Add(-3*h.interval))
 			}
 		}
@@ -174,7 +185,7 @@ func (h *hub) join(c *conn, name string) ([]string, error) {
 		h.rooms[name] = r
 		h.met.rooms.Set(float64(len(h.rooms)))
 		// Learn who is on the other gateways.
-		h.publishEvent(name, event{T: "sync", GW: h.gwID})
+		h.publishEvent(name, event{T: eventSync, GW: h.gwID})
 	}
 	r.mu.Lock()
 	first := r.users[c.user] == 0
@@ -188,7 +199,7 @@ func (h *hub) join(c *conn, name string) ([]string, error) {
 	r.mu.Unlock()
 	h.mu.Unlock()
 	if first {
-		h.publishEvent(name, event{T: "join", User: c.user, GW: h.gwID})
+		h.publishEvent(name, event{T: eventJoin, User: c.user, GW: h.gwID})
 	}
 	return members, nil
 }
@@ -230,7 +241,7 @@ func (h *hub) leave(c *conn, name string) {
 	}
 	h.mu.Unlock()
 	if last {
-		h.publishEvent(name, event{T: "leave", User: c.user, GW: h.gwID})
+		h.publishEvent(name, event{T: eventLeave, User: c.user, GW: h.gwID})
 	}
 }
 
@@ -274,7 +285,7 @@ func (h *hub) typing(name, user string) {
 		r.flushPresence(h, user)
 		r.fanout(h, protocol.Encode(protocol.Typing{Op: protocol.OpTyping, Room: name, User: user}), "", user)
 	}
-	h.publishEvent(name, event{T: "typing", User: user, GW: h.gwID})
+	h.publishEvent(name, event{T: eventTyping, User: user, GW: h.gwID})
 }
 
 func (h *hub) publishEvent(name string, e event) {
@@ -338,14 +349,14 @@ func (r *room) onEvent(h *hub, data []byte) {
 		return // our own events were applied locally already
 	}
 	switch e.T {
-	case "join", "leave":
+	case eventJoin, eventLeave:
 		if natter.CheckUser(e.User) != nil {
 			return
 		}
 		r.mu.Lock()
-		r.changeRemoteLocked(h, e.GW, r.remoteLocked(e.GW), e.User, e.T == "join")
+		r.changeRemoteLocked(h, e.GW, r.remoteLocked(e.GW), e.User, e.T == eventJoin)
 		r.mu.Unlock()
-	case "state":
+	case eventState:
 		users := make(map[string]struct{}, len(e.Users))
 		for _, u := range e.Users {
 			if natter.CheckUser(u) == nil {
@@ -355,9 +366,9 @@ func (r *room) onEvent(h *hub, data []byte) {
 		r.mu.Lock()
 		r.setRemoteLocked(h, e.GW, r.remoteLocked(e.GW), users)
 		r.mu.Unlock()
-	case "sync":
-		h.publishEvent(r.name, event{T: "state", Users: r.localUsers(), GW: h.gwID})
-	case "typing":
+	case eventSync:
+		h.publishEvent(r.name, event{T: eventState, Users: r.localUsers(), GW: h.gwID})
+	case eventTyping:
 		if natter.CheckUser(e.User) != nil {
 			return
 		}

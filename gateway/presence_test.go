@@ -112,7 +112,7 @@ func TestRemotePresenceEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := g.hub.rooms["r"]
-	ev := func(gw, typ, user string) {
+	ev := func(gw string, typ eventKind, user string) {
 		data, _ := json.Marshal(event{T: typ, User: user, GW: gw, Region: "local"})
 		r.onEvent(g.hub, data)
 	}
