@@ -92,9 +92,9 @@ type conn struct {
 	// resync after a NATS link loss may bring them again (resync.go,
 	// hub.resumeFloor), so it skips them. Binary: 16 bytes each.
 	resumed  map[natter.ID]struct{}
-	closing  string // reason, once the connection is to be closed
-	flushing bool   // the flush loop runs; never two at once
-	dead     bool   // the write side has ended and closed the socket
+	closing  closeReason // once the connection is to be closed
+	flushing bool        // the flush loop runs; never two at once
+	dead     bool        // the write side has ended and closed the socket
 	ping     *time.Timer
 	done     chan struct{} // closed when the write side has ended
 
@@ -134,7 +134,7 @@ func (c *conn) serve(ctx context.Context) {
 	}
 	c.ws.Close()
 	c.endSec()
-	c.g.met.disconnects.WithLabelValues(c.closeReason()).Inc()
+	c.g.met.disconnects.WithLabelValues(string(c.whyClosed())).Inc()
 	c.g.met.connections.Dec()
 }
 
@@ -147,7 +147,7 @@ func (c *conn) serve(ctx context.Context) {
 // a goroutine keeps its deepest stack until a garbage collection shrinks
 // it, which an idle server rarely runs: parked inside the library, every
 // idle connection would hold 4–8 KiB of stack instead of 2.
-func (c *conn) readLoop(ctx context.Context) string {
+func (c *conn) readLoop(ctx context.Context) closeReason {
 	if c.idle == nil {
 		for {
 			if reason, stop := c.readOne(ctx, c.handleOff); stop {
@@ -161,7 +161,7 @@ func (c *conn) readLoop(ctx context.Context) string {
 				return readErrReason(err)
 			}
 		}
-		var reason string
+		var reason closeReason
 		var stop bool
 		c.off(func() { reason, stop = c.readBuffered(ctx) })
 		if stop {
@@ -173,7 +173,7 @@ func (c *conn) readLoop(ctx context.Context) string {
 // readBuffered reads and handles frames until the connection's buffer is
 // empty, consuming keepalive pongs itself so that a pong does not leave
 // the library's reader parked waiting for the next frame.
-func (c *conn) readBuffered(ctx context.Context) (string, bool) {
+func (c *conn) readBuffered(ctx context.Context) (closeReason, bool) {
 	for {
 		if c.idle.skipPong() {
 			_ = c.ws.SetReadDeadline(time.Now().Add(c.g.cfg.Limits.IdleTimeout))
@@ -188,7 +188,7 @@ func (c *conn) readBuffered(ctx context.Context) (string, bool) {
 
 // readOne reads the next message and hands it to handle; stop reports
 // that the connection is over, for reason.
-func (c *conn) readOne(ctx context.Context, handle func(context.Context, []byte) bool) (reason string, stop bool) {
+func (c *conn) readOne(ctx context.Context, handle func(context.Context, []byte) bool) (reason closeReason, stop bool) {
 	lim := c.g.cfg.Limits
 	mt, r, err := c.ws.NextReader()
 	if err != nil {
@@ -217,8 +217,8 @@ func (c *conn) readOne(ctx context.Context, handle func(context.Context, []byte)
 			return readErrReason(err), true
 		}
 		if n+rest > int64(lim.HardFrameBytes) {
-			c.stop(string(protocol.CodeTooLarge))
-			return string(protocol.CodeTooLarge), true
+			c.stop(reasonTooLarge)
+			return reasonTooLarge, true
 		}
 		c.sendError(protocol.CodeTooLarge, "frame exceeds the frame limit", "")
 		return "", false
@@ -229,10 +229,10 @@ func (c *conn) readOne(ctx context.Context, handle func(context.Context, []byte)
 		c.g.framePool.Put(bp)
 	}
 	if !ok {
-		return "closed_by_server", true
+		return reasonClosedByServer, true
 	}
 	if c.isClosing() {
-		return c.closeReason(), true
+		return c.whyClosed(), true
 	}
 	return "", false
 }
@@ -278,18 +278,18 @@ func readFrame(r io.Reader, buf []byte, limit int) (_ []byte, tooLong bool, err 
 	}
 }
 
-func readErrReason(err error) string {
+func readErrReason(err error) closeReason {
 	switch {
 	case errors.Is(err, websocket.ErrReadLimit):
-		return "too_large"
+		return reasonTooLarge
 	case websocket.IsCloseError(err, websocket.CloseNormalClosure, websocket.CloseGoingAway, websocket.CloseNoStatusReceived):
-		return "client_closed"
+		return reasonClientClosed
 	default:
 		var ne interface{ Timeout() bool }
 		if errors.As(err, &ne) && ne.Timeout() {
-			return "idle_timeout"
+			return reasonIdle
 		}
-		return "read_error"
+		return reasonReadError
 	}
 }
 
@@ -321,13 +321,13 @@ func (c *conn) flushLoop() {
 		c.mu.Unlock()
 		if len(q) > 0 {
 			if err := c.write(q); err != nil {
-				c.end("write_error")
+				c.end(reasonWriteError)
 				return
 			}
 			clear(q)
 		}
 		if reason != "" {
-			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(closeCode(reason), reason),
+			_ = c.ws.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(reason.code(), string(reason)),
 				time.Now().Add(c.g.cfg.Limits.WriteTimeout))
 			c.end(reason)
 			return
@@ -346,7 +346,7 @@ func (c *conn) flushLoop() {
 
 // end closes the socket, which also ends the read loop, and marks the
 // write side over. Only the flush loop that ends the connection calls it.
-func (c *conn) end(reason string) {
+func (c *conn) end(reason closeReason) {
 	_ = c.ws.UnderlyingConn().Close()
 	c.mu.Lock()
 	if c.closing == "" {
@@ -371,7 +371,7 @@ func (c *conn) sendPing() {
 		// Closing the socket fails the flush loop's next write and the
 		// read loop's read; stop makes sure a flush loop runs to end it.
 		_ = c.ws.UnderlyingConn().Close()
-		c.stop("write_error")
+		c.stop(reasonWriteError)
 		return
 	}
 	c.mu.Lock()
@@ -439,7 +439,7 @@ func (c *conn) enqueueLocked(frame []byte) {
 		return
 	}
 	if c.queued+len(frame) > c.g.cfg.Limits.QueueBytes {
-		c.closing = string(protocol.CodeSlowConsumer)
+		c.closing = reasonSlowConsumer
 		c.queue = nil
 		return
 	}
@@ -453,7 +453,7 @@ func (c *conn) deliver(room string, frame []byte, id string) {
 	if rb := c.resumeBuf(room); rb != nil {
 		if rb.bytes+len(frame) > c.g.cfg.Limits.QueueBytes {
 			if c.closing == "" {
-				c.closing = string(protocol.CodeSlowConsumer)
+				c.closing = reasonSlowConsumer
 			}
 			c.kickLocked()
 		} else {
@@ -531,7 +531,7 @@ func (c *conn) sendError(code protocol.Code, msg, ref string) {
 
 // stop marks the connection closing with reason (the first reason wins);
 // the flush it starts sends the close frame and closes the socket.
-func (c *conn) stop(reason string) {
+func (c *conn) stop(reason closeReason) {
 	c.mu.Lock()
 	if c.closing == "" {
 		c.closing = reason
@@ -546,7 +546,7 @@ func (c *conn) isClosing() bool {
 	return c.closing != ""
 }
 
-func (c *conn) closeReason() string {
+func (c *conn) whyClosed() closeReason {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.closing

@@ -161,12 +161,12 @@ func TestFlushLoopEndsWhenIdle(t *testing.T) {
 // close frame with the reason's code and ends the write side.
 func TestStopClosesWithTheReason(t *testing.T) {
 	for _, tc := range []struct {
-		reason string
+		reason closeReason
 		code   int
 	}{
-		{string(protocol.CodeShuttingDown), websocket.CloseGoingAway},
-		{string(protocol.CodeSlowConsumer), websocket.ClosePolicyViolation},
-		{"closed_by_server", websocket.CloseNormalClosure},
+		{reasonShuttingDown, websocket.CloseGoingAway},
+		{reasonSlowConsumer, websocket.ClosePolicyViolation},
+		{reasonClosedByServer, websocket.CloseNormalClosure},
 	} {
 		g := testGateway()
 		p := dialPairs(t, g, 1)[0]
@@ -184,7 +184,7 @@ func TestStopClosesWithTheReason(t *testing.T) {
 		}
 		_, _, err = p.client.ReadMessage()
 		var ce *websocket.CloseError
-		if !errors.As(err, &ce) || ce.Code != tc.code || ce.Text != tc.reason {
+		if !errors.As(err, &ce) || ce.Code != tc.code || ce.Text != string(tc.reason) {
 			t.Fatalf("%s: got %v, want close %d %q", tc.reason, err, tc.code, tc.reason)
 		}
 		// Nothing is queued or written after the end.
@@ -211,7 +211,7 @@ func TestQueueOverItsBoundCutsTheConnection(t *testing.T) {
 	for i := 0; i < 100000 && !p.c.isClosing(); i++ {
 		p.c.enqueue(big)
 	}
-	if got := p.c.closeReason(); got != string(protocol.CodeSlowConsumer) {
+	if got := p.c.whyClosed(); got != reasonSlowConsumer {
 		t.Fatalf("close reason %q, want %s", got, protocol.CodeSlowConsumer)
 	}
 	p.client.Close() // unblocks a write stuck on the full socket

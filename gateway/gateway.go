@@ -28,7 +28,6 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter"
-	"github.com/natter-chat/natter/protocol"
 )
 
 const defaultHistoryLimit = 50
@@ -268,7 +267,7 @@ func (g *Gateway) track(c *conn) {
 	g.liveMu.Lock()
 	defer g.liveMu.Unlock()
 	if g.closedAll {
-		c.stop(string(protocol.CodeShuttingDown))
+		c.stop(reasonShuttingDown)
 		return
 	}
 	if g.live == nil {
@@ -290,7 +289,7 @@ func (g *Gateway) closeAll() {
 	defer g.liveMu.Unlock()
 	g.closedAll = true
 	for c := range g.live {
-		c.stop(string(protocol.CodeShuttingDown))
+		c.stop(reasonShuttingDown)
 	}
 }
 

@@ -64,7 +64,7 @@ func TestIdleConnectionStaysOnKeepalive(t *testing.T) {
 	g.up = websocket.Upgrader{WriteBufferSize: maxBatchBytes, WriteBufferPool: &g.writePool}
 	type served struct {
 		c      *conn
-		closed chan string
+		closed chan closeReason
 	}
 	conns := make(chan served, 2)
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -75,10 +75,10 @@ func TestIdleConnectionStaysOnKeepalive(t *testing.T) {
 		}
 		c := newConn(g, ws, "test")
 		c.idle = newIdleWait(ws, cw.br)
-		s := served{c, make(chan string, 1)}
+		s := served{c, make(chan closeReason, 1)}
 		conns <- s
 		c.serve(context.Background())
-		s.closed <- c.closeReason()
+		s.closed <- c.whyClosed()
 	}))
 	defer srv.Close()
 	url := "ws" + strings.TrimPrefix(srv.URL, "http") + "/"
@@ -118,7 +118,7 @@ func TestIdleConnectionStaysOnKeepalive(t *testing.T) {
 			case n := <-pongs:
 				got += n
 			case err := <-readErr:
-				t.Fatalf("closed while the client answered pings: %v (server: %q)", err, s.c.closeReason())
+				t.Fatalf("closed while the client answered pings: %v (server: %q)", err, s.c.whyClosed())
 			case <-tick:
 				break wait
 			}

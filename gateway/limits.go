@@ -109,14 +109,33 @@ func allow(lims ...*rate.Limiter) bool {
 	return true
 }
 
-// closeCode is the WebSocket close status for a close reason.
-func closeCode(reason string) int {
-	switch reason {
-	case string(protocol.CodeSlowConsumer), string(protocol.CodeTokenExpired), string(protocol.CodeHandshake):
+// closeReason says why a connection closed: the text of the close frame,
+// when the server sends one, and the label of natter_disconnects_total.
+// The reasons a client is told are protocol codes.
+type closeReason string
+
+const (
+	reasonSlowConsumer = closeReason(protocol.CodeSlowConsumer)
+	reasonTokenExpired = closeReason(protocol.CodeTokenExpired)
+	reasonHandshake    = closeReason(protocol.CodeHandshake)
+	reasonShuttingDown = closeReason(protocol.CodeShuttingDown)
+	reasonTooLarge     = closeReason(protocol.CodeTooLarge)
+
+	reasonClientClosed   closeReason = "client_closed"    // the client closed
+	reasonIdle           closeReason = "idle_timeout"     // no frame nor pong for the idle timeout
+	reasonReadError      closeReason = "read_error"       // the socket failed while reading
+	reasonWriteError     closeReason = "write_error"      // the socket failed while writing
+	reasonClosedByServer closeReason = "closed_by_server" // a frame's handler ended the connection
+)
+
+// code is the WebSocket close status for the reason.
+func (r closeReason) code() int {
+	switch r {
+	case reasonSlowConsumer, reasonTokenExpired, reasonHandshake:
 		return websocket.ClosePolicyViolation
-	case string(protocol.CodeShuttingDown):
+	case reasonShuttingDown:
 		return websocket.CloseGoingAway
-	case string(protocol.CodeTooLarge):
+	case reasonTooLarge:
 		return websocket.CloseMessageTooBig
 	default:
 		return websocket.CloseNormalClosure

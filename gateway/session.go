@@ -47,7 +47,7 @@ func (c *conn) startSec() {
 	c.sec.handshake = time.AfterFunc(lim.HandshakeTimeout, func() {
 		if c.sec.state.CompareAndSwap(sessPending, sessTimedOut) {
 			c.sendError(protocol.CodeHandshake, "no successful connect within the handshake timeout", "")
-			c.stop(string(protocol.CodeHandshake))
+			c.stop(reasonHandshake)
 		}
 	})
 }
@@ -149,7 +149,7 @@ func (c *conn) scheduleExpiry() {
 			return // refreshed or closed meanwhile
 		}
 		c.sendError(protocol.CodeTokenExpired, "the token has expired; connect again with a fresh one", "")
-		c.stop(string(protocol.CodeTokenExpired))
+		c.stop(reasonTokenExpired)
 	})
 }
 
