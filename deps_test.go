@@ -11,7 +11,7 @@ import (
 // edge, links no Kafka or Redis client.
 func TestRolesDoNotImportEachOther(t *testing.T) {
 	const mod = "github.com/natter-chat/natter/"
-	roles := []string{"gateway", "bridge", "persister"}
+	roles := []string{"gateway", "bridge", "federation", "persister"}
 	for _, role := range roles {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./"+role).CombinedOutput()
 		if err != nil {

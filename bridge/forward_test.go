@@ -127,29 +127,3 @@ func TestDurableOnlyAfterKafkaAcknowledged(t *testing.T) {
 	}
 	noDurable("after a retry")
 }
-
-// TestForwardFederatesOnlyThisRegionsMessages checks that Forward queues
-// this region's message as a live msg frame and ignores other regions'.
-func TestForwardFederatesOnlyThisRegionsMessages(t *testing.T) {
-	f, _ := newTestFederation(t)
-	m := natter.Message{ID: natter.NewIDGen(nil).Next().String(), Room: "lobby", User: "ann", Body: "<b>hi</b>", TS: 1, Region: "here", CID: "c"}
-	f.Forward(natter.Message{ID: m.ID, Room: "lobby", Region: "elsewhere"})
-	f.Forward(m)
-	select {
-	case e := <-f.out:
-		var got struct {
-			Op, ID, Room, User, Body, Region, CID string
-		}
-		if err := json.Unmarshal(e.Data, &got); err != nil || e.Kind != "msg" || e.Room != "lobby" ||
-			got.Op != "msg" || got.ID != m.ID || got.Body != m.Body || got.Region != "here" || got.CID != "c" {
-			t.Fatalf("envelope %+v (%s), err %v", e, e.Data, err)
-		}
-	default:
-		t.Fatal("this region's message was not queued")
-	}
-	select {
-	case e := <-f.out:
-		t.Fatalf("queued a second envelope %s", e.Data)
-	default:
-	}
-}

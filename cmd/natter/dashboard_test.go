@@ -13,6 +13,7 @@ import (
 
 	"github.com/natter-chat/natter/bridge"
 	"github.com/natter-chat/natter/embedded"
+	"github.com/natter-chat/natter/federation"
 	"github.com/natter-chat/natter/gateway"
 	"github.com/natter-chat/natter/kafka"
 	"github.com/natter-chat/natter/persister"
@@ -42,7 +43,7 @@ func exportedMetrics(t *testing.T) map[string]bool {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	t.Cleanup(func() { _ = rdb.Close() })
-	fed, err := bridge.NewFederation(bridge.FederationConfig{Region: "r", NATS: nc, Redis: rdb})
+	fed, err := federation.New(federation.Config{Region: "r", NATS: nc, Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
 	}

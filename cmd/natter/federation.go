@@ -15,7 +15,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/natter-chat/natter"
-	"github.com/natter-chat/natter/bridge"
+	"github.com/natter-chat/natter/federation"
 	"github.com/natter-chat/natter/kafka"
 )
 
@@ -72,11 +72,11 @@ func (ff *federationFlags) start(cluster kafka.Cluster, topic string, nc *nats.C
 	}
 	log.Info("federating through Redis", "redis", redisTarget(ff.redisOpts))
 	rdb := ff.rdb
-	fed, err := bridge.NewFederation(bridge.FederationConfig{Region: *ff.region, NATS: nc, Redis: rdb, Log: log})
+	fed, err := federation.New(federation.Config{Region: *ff.region, NATS: nc, Redis: rdb, Log: log})
 	if err != nil {
 		return nil, nil, err
 	}
-	rep, err := bridge.NewRepair(bridge.RepairConfig{Region: *ff.region, Brokers: cluster.Brokers, Topic: topic,
+	rep, err := federation.NewRepair(federation.RepairConfig{Region: *ff.region, Brokers: cluster.Brokers, Topic: topic,
 		Sarama: cluster.Config("natter-repair"), NATS: nc, Federation: fed, Delay: *ff.repairDelay, Log: log})
 	if err != nil {
 		return nil, nil, err

@@ -16,7 +16,7 @@
 // visible (natter_federation_gaps_total) and bounds how long one goes
 // unnoticed.
 
-package bridge
+package federation
 
 import (
 	"context"
@@ -56,8 +56,8 @@ type envelope struct {
 	Data   json.RawMessage `json:"data,omitempty"`
 }
 
-// FederationConfig configures a Federation.
-type FederationConfig struct {
+// Config configures a Federation.
+type Config struct {
 	// Region is this bridge's region; a valid name.
 	Region string
 	// NATS is the region's NATS connection.
@@ -71,7 +71,7 @@ type FederationConfig struct {
 
 // Federation links a region's NATS with the other regions through Redis.
 type Federation struct {
-	cfg  FederationConfig
+	cfg  Config
 	src  string
 	seq  uint64 // owned by the publisher goroutine
 	out  chan envelope
@@ -101,7 +101,7 @@ func (f *Federation) inject(id, room string, frame []byte) (bool, error) {
 }
 
 // NewFederation returns a federation; Run starts it.
-func NewFederation(cfg FederationConfig) (*Federation, error) {
+func New(cfg Config) (*Federation, error) {
 	if !natter.ValidRoom(cfg.Region) {
 		return nil, fmt.Errorf("federation: region %q: use letters, digits, _ and -", cfg.Region)
 	}

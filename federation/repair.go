@@ -7,7 +7,7 @@
 // lost publish or bridge restart: within Delay plus the consumer lag once
 // Kafka has the message.
 
-package bridge
+package federation
 
 import (
 	"context"

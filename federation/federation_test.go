@@ -1,4 +1,4 @@
-package bridge
+package federation
 
 import (
 	"encoding/json"
@@ -19,7 +19,7 @@ func newTestFederation(t *testing.T) (*Federation, *nats.Conn) {
 	// Never dialled: these tests call the inbound path directly.
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1"})
 	t.Cleanup(func() { _ = rdb.Close() })
-	f, err := NewFederation(FederationConfig{Region: "here", NATS: nc, Redis: rdb})
+	f, err := New(Config{Region: "here", NATS: nc, Redis: rdb})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,5 +112,31 @@ func TestSequenceGapsAreCountedIncludingTrailingOnes(t *testing.T) {
 	f.checkSeq(envelope{Src: "b", Seq: 2, Kind: "msg"})
 	if got := testutil.ToFloat64(f.met.gaps); got != 4 {
 		t.Fatalf("gaps = %v for a new source; want still 4", got)
+	}
+}
+
+// TestForwardFederatesOnlyThisRegionsMessages checks that Forward queues
+// this region's message as a live msg frame and ignores other regions'.
+func TestForwardFederatesOnlyThisRegionsMessages(t *testing.T) {
+	f, _ := newTestFederation(t)
+	m := natter.Message{ID: natter.NewIDGen(nil).Next().String(), Room: "lobby", User: "ann", Body: "<b>hi</b>", TS: 1, Region: "here", CID: "c"}
+	f.Forward(natter.Message{ID: m.ID, Room: "lobby", Region: "elsewhere"})
+	f.Forward(m)
+	select {
+	case e := <-f.out:
+		var got struct {
+			Op, ID, Room, User, Body, Region, CID string
+		}
+		if err := json.Unmarshal(e.Data, &got); err != nil || e.Kind != "msg" || e.Room != "lobby" ||
+			got.Op != "msg" || got.ID != m.ID || got.Body != m.Body || got.Region != "here" || got.CID != "c" {
+			t.Fatalf("envelope %+v (%s), err %v", e, e.Data, err)
+		}
+	default:
+		t.Fatal("this region's message was not queued")
+	}
+	select {
+	case e := <-f.out:
+		t.Fatalf("queued a second envelope %s", e.Data)
+	default:
 	}
 }
