@@ -21,6 +21,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/kafka"
 )
 
 // RepairConfig configures a Repair.
@@ -85,25 +86,8 @@ func (r *Repair) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("repair: join group: %w", err)
 	}
-	defer group.Close()
-	go func() {
-		for err := range group.Errors() {
-			r.log.Warn("repair consumer", "err", err)
-		}
-	}()
 	r.log.Info("repair ready", "group", r.group, "delay", r.cfg.Delay)
-	for ctx.Err() == nil {
-		if err := group.Consume(ctx, []string{r.cfg.Topic}, r); err != nil {
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
-				break
-			}
-			r.log.Warn("repair consume", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
+	kafka.Consume(ctx, group, r.cfg.Topic, r, r.log)
 	return nil
 }
 

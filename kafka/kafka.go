@@ -10,8 +10,10 @@
 package kafka
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -85,4 +87,33 @@ func EnsureTopic(c Cluster, topic string, partitions int32) error {
 // for room among n partitions.
 func partitionOf(topic, room string, n int32) (int32, error) {
 	return sarama.NewHashPartitioner(topic).Partition(&sarama.ProducerMessage{Key: sarama.StringEncoder(room)}, n)
+}
+
+// Consume runs handler on group for topic until ctx ends, then closes
+// the group. sarama's Consume returns at every rebalance, so it is called
+// again; a failed call is logged and retried after a second. Errors the
+// group reports on its channel are logged. Consume returns once the group
+// is closed and its error channel drained: nothing it started outlives it.
+func Consume(ctx context.Context, group sarama.ConsumerGroup, topic string, handler sarama.ConsumerGroupHandler, log *slog.Logger) {
+	drained := make(chan struct{})
+	go func() {
+		defer close(drained)
+		for err := range group.Errors() {
+			log.Warn("consumer group", "err", err)
+		}
+	}()
+	for ctx.Err() == nil {
+		if err := group.Consume(ctx, []string{topic}, handler); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
+				break
+			}
+			log.Warn("consume", "err", err)
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+		}
+	}
+	_ = group.Close()
+	<-drained
 }

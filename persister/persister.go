@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/kafka"
 )
 
 // Store is where messages are written.
@@ -78,26 +79,8 @@ func (p *Persister) Run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("persister: join group %s: %w", p.cfg.Group, err)
 	}
-	defer group.Close()
-	go func() {
-		for err := range group.Errors() {
-			p.log.Warn("consumer group", "err", err)
-		}
-	}()
 	p.log.Info("persister ready", "topic", p.cfg.Topic, "group", p.cfg.Group)
-	for ctx.Err() == nil {
-		// Consume returns at every rebalance; loop to rejoin.
-		if err := group.Consume(ctx, []string{p.cfg.Topic}, &handler{p: p}); err != nil {
-			if errors.Is(err, sarama.ErrClosedConsumerGroup) {
-				break
-			}
-			p.log.Warn("consume", "err", err)
-			select {
-			case <-ctx.Done():
-			case <-time.After(time.Second):
-			}
-		}
-	}
+	kafka.Consume(ctx, group, p.cfg.Topic, &handler{p: p}, p.log)
 	p.log.Info("persister stopped")
 	return nil
 }
