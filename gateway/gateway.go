@@ -26,6 +26,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/natter-chat/natter"
 )
@@ -322,17 +323,15 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 		// asked nobody would miss their messages not yet durable.
 		g.hub.awaitPeers(ctx, peerWait)
 	}
+	// The durable hop, the hub's timers and the link watch outlive the
+	// connections: they stop after the drain.
 	durCtx, stopDurable := context.WithCancel(context.Background())
-	durDone := make(chan error, 1)
-	go func() { durDone <- g.durable.run(durCtx) }()
-	hubDone := make(chan struct{})
-	go func() { defer close(hubDone); g.hub.run(durCtx) }()
-	watchDone := make(chan struct{})
+	var background errgroup.Group
+	background.Go(func() error { return g.durable.run(durCtx) })
+	background.Go(func() error { g.hub.run(durCtx); return nil })
 	if g.cfg.Links != nil {
 		w := newLinkWatch(g, g.cfg.Links, g.cfg.LinkTimeout)
-		go func() { defer close(watchDone); w.run(durCtx) }()
-	} else {
-		close(watchDone)
+		background.Go(func() error { w.run(durCtx); return nil })
 	}
 	srv := &http.Server{Handler: g.mux, ReadHeaderTimeout: g.cfg.Limits.HandshakeTimeout}
 	srvDone := make(chan error, 1)
@@ -363,9 +362,9 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	g.closeAll()
 	g.conns.Wait()
 	stopDurable()
-	<-durDone
-	<-hubDone
-	<-watchDone
+	if berr := background.Wait(); berr != nil {
+		g.log.Warn("gateway: background work ended with an error", "err", berr)
+	}
 	g.log.Info("gateway stopped")
 	return err
 }

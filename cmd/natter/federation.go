@@ -5,7 +5,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/natter-chat/natter"
 	"github.com/natter-chat/natter/federation"
@@ -84,9 +84,11 @@ func (ff *federationFlags) start(cluster kafka.Cluster, topic string, nc *nats.C
 	reg.MustRegister(fed.Collectors()...)
 	nc.SetDisconnectErrHandler(func(*nats.Conn, error) { fed.NATSDisconnected(*ff.repairDelay) })
 	return func(ctx context.Context) error {
-		errs := make(chan error, 2)
-		go func() { errs <- fed.Run(ctx) }()
-		go func() { errs <- rep.Run(ctx) }()
-		return errors.Join(<-errs, <-errs)
+		// One failing stops the other: a bridge federates with repair or
+		// not at all.
+		g, ctx := errgroup.WithContext(ctx)
+		g.Go(func() error { return fed.Run(ctx) })
+		g.Go(func() error { return rep.Run(ctx) })
+		return g.Wait()
 	}, fed.Forward, nil
 }
