@@ -76,6 +76,7 @@ type durable struct {
 
 	mu        sync.Mutex
 	pending   map[string]*pendingSend // by message id
+	empty     chan struct{}           // closed while pending is empty
 	pendBytes int
 	byCID     map[string]*cidEntry
 	cidOrder  []cidRef
@@ -86,7 +87,14 @@ func newDurable(nc *nats.Conn, gatewayID string, maxPending, maxPendingBytes int
 		nc: nc, reply: "natter.gw." + gatewayID + ".durable", log: log, met: met,
 		maxPend: maxPending, maxPendBytes: maxPendingBytes, maxCIDs: 4 * maxPending,
 		pending: make(map[string]*pendingSend), byCID: make(map[string]*cidEntry),
+		empty: closedChan(),
 	}
+}
+
+func closedChan() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
 }
 
 // run receives bridge replies and re-sends unanswered requests until ctx
@@ -157,6 +165,9 @@ func (d *durable) reserve(msg natter.Message, ack ackFunc, liveAfter bool) (*pen
 		d.mu.Unlock()
 		return nil, errBusy
 	}
+	if len(d.pending) == 0 {
+		d.empty = make(chan struct{})
+	}
 	d.pending[msg.ID] = p
 	d.pendBytes += len(data)
 	if msg.CID != "" {
@@ -196,6 +207,9 @@ func (d *durable) onReply(m *nats.Msg) {
 		return
 	}
 	delete(d.pending, r.ID)
+	if len(d.pending) == 0 {
+		close(d.empty)
+	}
 	d.pendBytes -= len(p.data)
 	id, ts := p.msg.ID, p.msg.TS
 	if r.Canonical != "" {
@@ -300,6 +314,19 @@ func (d *durable) pendingMsgs(room string) []natter.Message {
 	d.mu.Unlock()
 	slices.SortFunc(out, func(a, b natter.Message) int { return strings.Compare(a.ID, b.ID) })
 	return out
+}
+
+// waitEmpty waits until no message is pending or ctx ends, and returns
+// how many still are.
+func (d *durable) waitEmpty(ctx context.Context) int {
+	d.mu.Lock()
+	empty := d.empty
+	d.mu.Unlock()
+	select {
+	case <-empty:
+	case <-ctx.Done():
+	}
+	return d.count()
 }
 
 // count returns how many messages are not yet durable.

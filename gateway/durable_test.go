@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -190,4 +191,34 @@ func TestSoonMakesPendingMessagesDueNow(t *testing.T) {
 			t.Fatalf("after soon: next send in %v with backoff %v, want now and %v", next, backoff, firstRetry)
 		}
 	})
+}
+
+// The drain's wait ends when the last pending message is acked, and at
+// its deadline otherwise, saying how many are left.
+func TestWaitEmptyEndsWithTheLastAck(t *testing.T) {
+	d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
+	if n := d.waitEmpty(context.Background()); n != 0 {
+		t.Fatalf("nothing pending: waitEmpty = %d", n)
+	}
+	g := natter.NewIDGen(nil)
+	a, b := testMsg(g, "a"), testMsg(g, "b")
+	for _, m := range []natter.Message{a, b} {
+		if _, err := d.reserve(m, nil, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if n := d.waitEmpty(ctx); n != 2 {
+		t.Fatalf("at the deadline: waitEmpty = %d, want 2", n)
+	}
+	done := make(chan int)
+	go func() { done <- d.waitEmpty(context.Background()) }()
+	for _, m := range []natter.Message{a, b} {
+		data, _ := json.Marshal(natter.DurableReply{ID: m.ID, OK: true})
+		d.onReply(&nats.Msg{Data: data})
+	}
+	if n := <-done; n != 0 {
+		t.Fatalf("after the last ack: waitEmpty = %d", n)
+	}
 }

@@ -109,6 +109,7 @@ func (h *hub) onBeat(m *nats.Msg) {
 	_, known := h.peers[b.GW]
 	h.peers[b.GW] = time.Now()
 	h.peersMu.Unlock()
+	h.heardOnce.Do(func() { close(h.heard) })
 	if b.Hello || !known {
 		// A newcomer (or one we had forgotten) learns of us now rather
 		// than at our next beat.
@@ -119,9 +120,12 @@ func (h *hub) onBeat(m *nats.Msg) {
 
 // awaitPeers waits until another gateway has answered the hello, or d.
 func (h *hub) awaitPeers(ctx context.Context, d time.Duration) {
-	deadline := time.Now().Add(d)
-	for len(h.peerList()) == 0 && time.Now().Before(deadline) && ctx.Err() == nil {
-		time.Sleep(10 * time.Millisecond)
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-h.heard:
+	case <-t.C:
+	case <-ctx.Done():
 	}
 }
 

@@ -352,10 +352,7 @@ func (g *Gateway) Run(ctx context.Context, ln net.Listener) error {
 	shutCtx, cancel := context.WithTimeout(context.Background(), g.cfg.ShutdownTimeout)
 	defer cancel()
 	_ = srv.Shutdown(shutCtx)
-	for g.durable.count() > 0 && shutCtx.Err() == nil {
-		time.Sleep(20 * time.Millisecond) // acks arrive on NATS; nothing to wait on directly
-	}
-	if n := g.durable.count(); n > 0 {
+	if n := g.durable.waitEmpty(shutCtx); n > 0 {
 		g.log.Warn("shutdown with messages not yet durable; clients will resend them", "pending", n)
 	}
 	stopConns()

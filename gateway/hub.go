@@ -123,6 +123,9 @@ type hub struct {
 
 	peersMu sync.Mutex
 	peers   map[string]time.Time // the region's other gateways, last heard
+	// heard is closed when another gateway of the region is first heard.
+	heard     chan struct{}
+	heardOnce sync.Once
 
 	mu    sync.Mutex // guards rooms; taken before room.mu
 	rooms map[string]*room
@@ -140,7 +143,7 @@ type hub struct {
 
 func newHub(nc *nats.Conn, gwID, region string, interval time.Duration, pendingOf func(string) []natter.Message, log *slog.Logger, met *metrics) *hub {
 	return &hub{nc: nc, gwID: gwID, region: region, interval: interval, pendingOf: pendingOf, log: log, met: met,
-		rooms: make(map[string]*room), peers: make(map[string]time.Time)}
+		rooms: make(map[string]*room), peers: make(map[string]time.Time), heard: make(chan struct{})}
 }
 
 // run announces this gateway's members of every room each interval and
