@@ -32,6 +32,10 @@ type Message struct {
 	CID string `json:"cid,omitempty"`
 }
 
+// CIDKey is the key under which a client id is remembered: a cid is the
+// sender's, in one room.
+func CIDKey(user, room, cid string) string { return user + "\x00" + room + "\x00" + cid }
+
 // DurableReply answers a gateway's durable request (a Message sent to
 // SubjectDurable): OK once the message is in the log, with its id, or
 // the error that stopped it. Bridges send it; gateways read it.

@@ -32,6 +32,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/expiring"
 )
 
 // Producer is the durable log the bridge writes to.
@@ -212,13 +213,11 @@ func (b *Bridge) reply(m *nats.Msg, r natter.DurableReply) {
 }
 
 // cidCache remembers which id a (user, room, cid) was written under, for
-// ttl and at most max entries, in two rotating generations.
+// ttl and at most max entries.
 type cidCache struct {
-	mu       sync.Mutex
-	ttl      time.Duration
-	max      int
-	cur, old map[string]cidVal
-	rotated  time.Time
+	mu   sync.Mutex
+	ttl  time.Duration
+	cids *expiring.Set[string, cidVal]
 }
 
 type cidVal struct {
@@ -227,19 +226,13 @@ type cidVal struct {
 }
 
 func newCIDCache(ttl time.Duration, max int) *cidCache {
-	return &cidCache{ttl: ttl, max: max, cur: map[string]cidVal{}, old: map[string]cidVal{}, rotated: time.Now()}
+	return &cidCache{ttl: ttl, cids: expiring.New[string, cidVal](max, nil)}
 }
-
-func cidCacheKey(user, room, cid string) string { return user + "\x00" + room + "\x00" + cid }
 
 func (c *cidCache) get(user, room, cid string) (string, int64, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	k := cidCacheKey(user, room, cid)
-	v, ok := c.cur[k]
-	if !ok {
-		v, ok = c.old[k]
-	}
+	v, ok := c.cids.Get(natter.CIDKey(user, room, cid))
 	return v.id, v.ts, ok
 }
 
@@ -247,14 +240,7 @@ func (c *cidCache) get(user, room, cid string) (string, int64, bool) {
 func (c *cidCache) put(user, room, cid, id string, ts int64) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if time.Since(c.rotated) > c.ttl || len(c.cur) >= c.max/2 {
-		c.old, c.cur, c.rotated = c.cur, map[string]cidVal{}, time.Now()
-	}
-	k := cidCacheKey(user, room, cid)
-	if _, ok := c.old[k]; ok {
-		return
-	}
-	if _, ok := c.cur[k]; !ok {
-		c.cur[k] = cidVal{id, ts}
-	}
+	now := time.Now()
+	c.cids.ExpireBefore(now.Add(-c.ttl))
+	c.cids.Add(natter.CIDKey(user, room, cid), cidVal{id, ts}, now)
 }

@@ -34,6 +34,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/expiring"
 	"github.com/natter-chat/natter/protocol"
 )
 
@@ -93,10 +94,9 @@ type Federation struct {
 func (f *Federation) inject(id, room string, frame []byte) (bool, error) {
 	f.injectMu.Lock()
 	defer f.injectMu.Unlock()
-	if f.seen.has(id) {
+	if !f.seen.add(id) {
 		return false, nil
 	}
-	f.seen.add(id)
 	return true, f.cfg.NATS.Publish(natter.MsgSubject(room), frame)
 }
 
@@ -205,7 +205,7 @@ func (f *Federation) Forward(m natter.Message) {
 	if m.Region != f.cfg.Region {
 		return // not ours to federate: no loops
 	}
-	f.enqueue(envelope{Kind: kindMsg, Room: m.Room, Data: msgFrame(m)})
+	f.enqueue(envelope{Kind: kindMsg, Room: m.Room, Data: protocol.EncodeMsg(m)})
 }
 
 // outboundEvent publishes local-origin presence and typing events to
@@ -228,11 +228,6 @@ func (f *Federation) enqueue(e envelope) {
 	default:
 		f.met.publishErrors.Inc()
 	}
-}
-
-// msgFrame is the live msg frame of a logged message.
-func msgFrame(m natter.Message) []byte {
-	return protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID})
 }
 
 // publishBatch numbers and publishes batch in one pipeline.
@@ -337,50 +332,35 @@ func (f *Federation) checkSeq(e envelope) {
 	}
 }
 
-// seenSet remembers ids for at least ttl, in two rotating generations.
+// seenSet remembers ids for ttl.
 type seenSet struct {
-	mu       sync.Mutex
-	ttl      time.Duration
-	cur, old map[string]time.Time
-	rotated  time.Time
+	mu  sync.Mutex
+	ttl time.Duration
+	ids expiring.Set[string, struct{}]
 }
 
-func newSeenSet(ttl time.Duration) *seenSet {
-	return &seenSet{ttl: ttl, cur: map[string]time.Time{}, old: map[string]time.Time{}, rotated: time.Now()}
-}
+func newSeenSet(ttl time.Duration) *seenSet { return &seenSet{ttl: ttl} }
 
-func (s *seenSet) add(id string) {
+// add records id and reports whether it was new.
+func (s *seenSet) add(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	now := time.Now()
-	if now.Sub(s.rotated) > s.ttl {
-		s.old, s.cur, s.rotated = s.cur, map[string]time.Time{}, now
-	}
-	s.cur[id] = now
+	s.ids.ExpireBefore(now.Add(-s.ttl))
+	return s.ids.Add(id, struct{}{}, now)
 }
 
 func (s *seenSet) has(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	_, a := s.cur[id]
-	_, b := s.old[id]
-	return a || b
+	return s.ids.Has(id)
 }
 
 // forgetSince drops the ids added at or after t.
 func (s *seenSet) forgetSince(t time.Time) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	n := 0
-	for _, m := range []map[string]time.Time{s.cur, s.old} {
-		for id, at := range m {
-			if !at.Before(t) {
-				delete(m, id)
-				n++
-			}
-		}
-	}
-	return n
+	return s.ids.ForgetSince(t)
 }
 
 type fedMetrics struct {

@@ -22,6 +22,7 @@ import (
 
 	"github.com/natter-chat/natter"
 	"github.com/natter-chat/natter/kafka"
+	"github.com/natter-chat/natter/protocol"
 )
 
 // RepairConfig configures a Repair.
@@ -171,7 +172,7 @@ func (r *Repair) check(ctx context.Context, rec *sarama.ConsumerMessage) error {
 	if f.Seen(m.ID) {
 		return nil
 	}
-	injected, err := f.inject(m.ID, m.Room, msgFrame(m))
+	injected, err := f.inject(m.ID, m.Room, protocol.EncodeMsg(m))
 	if err != nil || !injected {
 		return err
 	}

@@ -222,7 +222,7 @@ func (g *Gateway) apiHistory(w http.ResponseWriter, r *http.Request) {
 		writeErr(w, http.StatusServiceUnavailable, protocol.CodeUnavailable, "history is unavailable; retry")
 		return
 	}
-	writeJSON(w, http.StatusOK, historyResponse{Messages: toWire(msgs), More: more})
+	writeJSON(w, http.StatusOK, historyResponse{Messages: protocol.MsgsOf(msgs), More: more})
 }
 
 func (g *Gateway) apiPresence(w http.ResponseWriter, r *http.Request) {

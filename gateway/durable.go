@@ -18,6 +18,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/expiring"
+	"github.com/natter-chat/natter/protocol"
 )
 
 // errBusy means too many messages are waiting for the durable log.
@@ -60,11 +62,6 @@ type cidEntry struct {
 	p  *pendingSend // nil once acked
 }
 
-type cidRef struct {
-	key string
-	at  time.Time
-}
-
 type durable struct {
 	nc           *nats.Conn
 	reply        string
@@ -72,22 +69,27 @@ type durable struct {
 	met          *metrics
 	maxPend      int
 	maxPendBytes int
-	maxCIDs      int
 
 	mu        sync.Mutex
 	pending   map[string]*pendingSend // by message id
 	empty     chan struct{}           // closed while pending is empty
 	pendBytes int
-	byCID     map[string]*cidEntry
-	cidOrder  []cidRef
+	// cids remembers each cid's message for cidTTL, at most 4×maxPending
+	// of them. A cid whose message is still pending is kept however old:
+	// a client's retry must join it, not make a second message under
+	// another id (the store would keep one of the two, and the client
+	// could be acked with the other). Pending messages are bounded, so
+	// these are too.
+	cids *expiring.Set[string, *cidEntry]
 }
 
 func newDurable(nc *nats.Conn, gatewayID string, maxPending, maxPendingBytes int, log *slog.Logger, met *metrics) *durable {
 	return &durable{
 		nc: nc, reply: "natter.gw." + gatewayID + ".durable", log: log, met: met,
-		maxPend: maxPending, maxPendBytes: maxPendingBytes, maxCIDs: 4 * maxPending,
-		pending: make(map[string]*pendingSend), byCID: make(map[string]*cidEntry),
-		empty: closedChan(),
+		maxPend: maxPending, maxPendBytes: maxPendingBytes,
+		pending: make(map[string]*pendingSend),
+		cids:    expiring.New(4*maxPending, func(_ string, e *cidEntry) bool { return e.p != nil }),
+		empty:   closedChan(),
 	}
 }
 
@@ -120,13 +122,11 @@ func (d *durable) run(ctx context.Context) error {
 	}
 }
 
-func cidKey(user, room, cid string) string { return user + "\x00" + room + "\x00" + cid }
-
 // lookup returns the id of an earlier send with the same cid: if it is
 // acked, ack is called at once; if pending, ack is called when it is.
 func (d *durable) lookup(key string, ack ackFunc) bool {
 	d.mu.Lock()
-	e, ok := d.byCID[key]
+	e, ok := d.cids.Get(key)
 	var acked bool
 	var id string
 	var ts int64
@@ -171,10 +171,8 @@ func (d *durable) reserve(msg natter.Message, ack ackFunc, liveAfter bool) (*pen
 	d.pending[msg.ID] = p
 	d.pendBytes += len(data)
 	if msg.CID != "" {
-		key := cidKey(msg.User, msg.Room, msg.CID)
-		d.byCID[key] = &cidEntry{id: msg.ID, ts: msg.TS, p: p}
-		d.cidOrder = append(d.cidOrder, cidRef{key, now})
-		d.expireCIDs(now)
+		d.cids.ExpireBefore(now.Add(-cidTTL))
+		d.cids.Add(natter.CIDKey(msg.User, msg.Room, msg.CID), &cidEntry{id: msg.ID, ts: msg.TS, p: p}, now)
 	}
 	d.met.pending.Set(float64(len(d.pending)))
 	d.mu.Unlock()
@@ -218,7 +216,7 @@ func (d *durable) onReply(m *nats.Msg) {
 		}
 	}
 	if p.msg.CID != "" {
-		if e := d.byCID[cidKey(p.msg.User, p.msg.Room, p.msg.CID)]; e != nil && e.p == p {
+		if e, _ := d.cids.Get(natter.CIDKey(p.msg.User, p.msg.Room, p.msg.CID)); e != nil && e.p == p {
 			e.p, e.id, e.ts = nil, id, ts
 		}
 	}
@@ -234,7 +232,7 @@ func (d *durable) onReply(m *nats.Msg) {
 		// live delivery) get it now.
 		live := p.msg
 		live.ID, live.TS = id, ts
-		if err := d.nc.Publish(natter.MsgSubject(live.Room), encodeMsg(live)); err != nil {
+		if err := d.nc.Publish(natter.MsgSubject(live.Room), protocol.EncodeMsg(live)); err != nil {
 			d.log.Warn("live publish", "room", live.Room, "id", live.ID, "err", err)
 		}
 	}
@@ -268,35 +266,11 @@ func (d *durable) resend(now time.Time) {
 			due = append(due, p)
 		}
 	}
-	d.expireCIDs(now)
+	d.cids.ExpireBefore(now.Add(-cidTTL))
 	d.mu.Unlock()
 	for _, p := range due {
 		d.met.durableRetries.Inc()
 		d.publish(p)
-	}
-}
-
-// expireCIDs forgets cids older than cidTTL or beyond the cap. d.mu held.
-// A cid whose message is still pending is kept however old: a client's
-// retry must join it, not make a second message under another id (the
-// store would keep one of the two, and the client could be acked with the
-// other). Pending messages are bounded, so these are too.
-func (d *durable) expireCIDs(now time.Time) {
-	i := 0
-	var keep []cidRef
-	for ; i < len(d.cidOrder); i++ {
-		r := d.cidOrder[i]
-		if now.Sub(r.at) < cidTTL && len(d.cidOrder)-i+len(keep) <= d.maxCIDs {
-			break
-		}
-		if e := d.byCID[r.key]; e != nil && e.p != nil {
-			keep = append(keep, r)
-			continue
-		}
-		delete(d.byCID, r.key)
-	}
-	if i > 0 {
-		d.cidOrder = append(append(d.cidOrder[:0], d.cidOrder[i:]...), keep...)
 	}
 }
 

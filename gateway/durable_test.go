@@ -60,7 +60,7 @@ func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The same cid again while pending: joins as a waiter.
-	if !d.lookup(cidKey(first.User, first.Room, first.CID), func(id string, ts int64) { acks <- id }) {
+	if !d.lookup(natter.CIDKey(first.User, first.Room, first.CID), func(id string, ts int64) { acks <- id }) {
 		t.Fatal("lookup did not find the pending cid")
 	}
 	canonical := g.Next().String()
@@ -80,7 +80,7 @@ func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
 		t.Errorf("%d still pending", d.count())
 	}
 	// Later repeats are answered from the record at once.
-	if !d.lookup(cidKey(first.User, first.Room, first.CID), func(id string, ts int64) { acks <- id }) || <-acks != canonical {
+	if !d.lookup(natter.CIDKey(first.User, first.Room, first.CID), func(id string, ts int64) { acks <- id }) || <-acks != canonical {
 		t.Error("a repeat after the ack did not get the canonical id")
 	}
 }
@@ -135,7 +135,7 @@ func TestRetriesOfAPendingMessageKeepTheNewestWaiters(t *testing.T) {
 	}
 	const retries = 1000
 	for i := 1; i <= retries; i++ {
-		if !d.lookup(cidKey(msg.User, msg.Room, msg.CID), ack(i)) {
+		if !d.lookup(natter.CIDKey(msg.User, msg.Room, msg.CID), ack(i)) {
 			t.Fatal("pending cid not found")
 		}
 	}
@@ -165,12 +165,12 @@ func TestPendingCIDsOutliveTheCap(t *testing.T) {
 		d.onReply(&nats.Msg{Data: ok})
 	}
 	d.mu.Lock()
-	n := len(d.byCID)
+	n := d.cids.Len()
 	d.mu.Unlock()
 	if n > 4*4+1 {
 		t.Errorf("%d cids remembered, want at most the cap and the pending one", n)
 	}
-	if !d.lookup(cidKey(first.User, first.Room, first.CID), func(string, int64) {}) {
+	if !d.lookup(natter.CIDKey(first.User, first.Room, first.CID), func(string, int64) {}) {
 		t.Fatal("the pending message's cid was forgotten")
 	}
 }

@@ -29,6 +29,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/protocol"
 )
 
 const defaultHistoryLimit = 50
@@ -415,7 +416,7 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 	if draining {
 		return errDraining
 	}
-	if cid != "" && g.durable.lookup(cidKey(user, room, cid), ack) {
+	if cid != "" && g.durable.lookup(natter.CIDKey(user, room, cid), ack) {
 		return nil
 	}
 	// Stamping and publishing under one lock makes this gateway's messages
@@ -432,7 +433,7 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 	if !retry {
 		// Live first, then the durable hop: a message in the log always
 		// went out live (on the same NATS connection, in that order).
-		if err := g.cfg.NATS.Publish(natter.MsgSubject(room), encodeMsg(msg)); err != nil {
+		if err := g.cfg.NATS.Publish(natter.MsgSubject(room), protocol.EncodeMsg(msg)); err != nil {
 			// Live delivery failed; the message still goes to the log and
 			// reaches members through resume.
 			g.log.Warn("live publish", "room", room, "id", msg.ID, "err", err)

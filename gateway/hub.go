@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/expiring"
 	"github.com/natter-chat/natter/protocol"
 )
 
@@ -69,17 +70,11 @@ type room struct {
 	// Kafka, or published again after a client's retry), and is delivered
 	// once. Memory follows the message rate, not the number of rooms.
 	dmu    sync.Mutex
-	recent map[string]struct{}
-	ring   []seenID
+	recent expiring.Set[string, struct{}]
 	keep   *atomic.Int64 // the hub's retainFrom
 
 	pres    presence    // under mu (presence.go)
 	waiting atomic.Bool // presence changes wait to be told
-}
-
-type seenID struct {
-	id string
-	at time.Time
 }
 
 // dedupWindow is how long a room remembers a delivered id.
@@ -89,25 +84,14 @@ const dedupWindow = 30 * time.Second
 func (r *room) seen(id string, now time.Time) bool {
 	r.dmu.Lock()
 	defer r.dmu.Unlock()
-	if r.recent == nil {
-		r.recent = make(map[string]struct{}, 64)
-	}
+	cutoff := now.Add(-dedupWindow)
 	// While a NATS link gap is open, ids delivered since it began are
 	// kept: the resync after it must not deliver them again.
-	keep := r.keep.Load()
-	i := 0
-	for ; i < len(r.ring) && now.Sub(r.ring[i].at) > dedupWindow && (keep == 0 || r.ring[i].at.UnixNano() < keep); i++ {
-		delete(r.recent, r.ring[i].id)
+	if keep := r.keep.Load(); keep != 0 && keep < cutoff.UnixNano() {
+		cutoff = time.Unix(0, keep)
 	}
-	if i > 0 {
-		r.ring = append(r.ring[:0], r.ring[i:]...)
-	}
-	if _, ok := r.recent[id]; ok {
-		return true
-	}
-	r.recent[id] = struct{}{}
-	r.ring = append(r.ring, seenID{id, now})
-	return false
+	r.recent.ExpireBefore(cutoff)
+	return !r.recent.Add(id, struct{}{}, now)
 }
 
 type hub struct {
@@ -519,7 +503,7 @@ func (h *hub) redeliver(name string, msgs []natter.Message) int {
 		if r.seen(m.ID, now) {
 			continue
 		}
-		frame := encodeMsg(m)
+		frame := protocol.EncodeMsg(m)
 		id, _ := natter.ParseID(m.ID) // from the log: ids parse
 		r.mu.RLock()
 		for c := range r.conns {

@@ -119,7 +119,7 @@ func (c *conn) join(ctx context.Context, f protocol.ClientFrame) {
 	first = append(first, protocol.Encode(joined))
 	skip := make(map[string]struct{}, len(msgs))
 	for _, m := range msgs {
-		first = append(first, encodeMsg(m))
+		first = append(first, protocol.EncodeMsg(m))
 		skip[m.ID] = struct{}{}
 	}
 	c.release(f.Room, first, skip)
@@ -202,7 +202,7 @@ func (c *conn) history(ctx context.Context, f protocol.ClientFrame) {
 		c.sendError(protocol.CodeUnavailable, "history is unavailable; retry", ref(f))
 		return
 	}
-	c.enqueue(protocol.Encode(protocol.History{Op: protocol.OpHistory, Room: f.Room, Messages: toWire(msgs), More: more}))
+	c.enqueue(protocol.Encode(protocol.History{Op: protocol.OpHistory, Room: f.Room, Messages: protocol.MsgsOf(msgs), More: more}))
 }
 
 func (c *conn) typing(f protocol.ClientFrame) {
@@ -234,16 +234,4 @@ func newSessionID() string {
 	var b [12]byte
 	_, _ = rand.Read(b[:])
 	return hex.EncodeToString(b[:])
-}
-
-func encodeMsg(m natter.Message) []byte {
-	return protocol.Encode(protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID})
-}
-
-func toWire(msgs []natter.Message) []protocol.Msg {
-	out := make([]protocol.Msg, len(msgs))
-	for i, m := range msgs {
-		out[i] = protocol.Msg{Op: protocol.OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID}
-	}
-	return out
 }

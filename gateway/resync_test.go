@@ -16,6 +16,7 @@ import (
 
 	"github.com/natter-chat/natter"
 	"github.com/natter-chat/natter/embedded/natstest"
+	"github.com/natter-chat/natter/protocol"
 )
 
 // memLog is a store holding a fixed set of messages and a log with none
@@ -123,7 +124,7 @@ func (f *resyncFixture) msg(at time.Time) natter.Message {
 func (f *resyncFixture) live(m natter.Message, at time.Time) {
 	r := f.g.hub.rooms["r"]
 	if !r.seen(m.ID, at) {
-		r.fanout(f.g.hub, encodeMsg(m), m.ID, "")
+		r.fanout(f.g.hub, protocol.EncodeMsg(m), m.ID, "")
 	}
 }
 

@@ -7,6 +7,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"unicode/utf8"
+
+	"github.com/natter-chat/natter"
 )
 
 // MaxRefLen is the longest "ref" echoed back.
@@ -127,6 +129,23 @@ type Msg struct {
 	Region string `json:"region,omitempty"`
 	CID    string `json:"cid,omitempty"`
 }
+
+// MsgOf is m as a msg frame.
+func MsgOf(m natter.Message) Msg {
+	return Msg{Op: OpMsg, Room: m.Room, ID: m.ID, User: m.User, Body: m.Body, TS: m.TS, Region: m.Region, CID: m.CID}
+}
+
+// MsgsOf is msgs as msg frames, for history and resume.
+func MsgsOf(msgs []natter.Message) []Msg {
+	out := make([]Msg, len(msgs))
+	for i, m := range msgs {
+		out[i] = MsgOf(m)
+	}
+	return out
+}
+
+// EncodeMsg is m's msg frame, encoded: what members receive live.
+func EncodeMsg(m natter.Message) []byte { return Encode(MsgOf(m)) }
 
 // Connected answers connect. Exp is when the session ends (the token's
 // exp plus the leeway, Unix seconds); absent in open mode.
