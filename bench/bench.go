@@ -143,7 +143,40 @@ type Config struct {
 	MaxGrowth float64
 }
 
+// fill checks c and sets the documented defaults of its zero values. The
+// error names the first problem found.
 func (c *Config) fill() error {
+	if err := c.fillScenario(); err != nil {
+		return err
+	}
+	if err := c.fillLoad(); err != nil {
+		return err
+	}
+	if c.Scenario == ScenarioSoak {
+		if err := c.fillSoak(); err != nil {
+			return err
+		}
+	}
+	if c.Procs <= 0 {
+		c.Procs = (c.Conns + MaxConnsPerProc - 1) / MaxConnsPerProc
+	}
+	if c.Procs > 1 && c.Worker == nil {
+		return fmt.Errorf("%d connections need %d processes, and no way to start them was given", c.Conns, c.Procs)
+	}
+	if len(c.MetricsURLs) == 0 {
+		c.MetricsURLs = metricsURLs(c.URLs)
+	}
+	if c.RunID == "" {
+		var b [3]byte
+		_, _ = rand.Read(b[:])
+		c.RunID = hex.EncodeToString(b[:])
+	}
+	return nil
+}
+
+// fillScenario checks the gateway URLs and the scenario, and that only
+// the soak has soak settings.
+func (c *Config) fillScenario() error {
 	if len(c.URLs) == 0 {
 		c.URLs = []string{"ws://127.0.0.1:8080/ws"}
 	}
@@ -170,6 +203,12 @@ func (c *Config) fill() error {
 	if c.Scenario != ScenarioSoak && (c.Churn != 0 || c.Warmup != 0 || c.MaxGrowth != 0) {
 		return errors.New("churn, warmup and max growth are for the soak scenario")
 	}
+	return nil
+}
+
+// fillLoad checks the shape of the load: connections, rooms, publishers,
+// rate, duration, bodies and how the connections are dialled.
+func (c *Config) fillLoad() error {
 	if c.Conns <= 0 {
 		c.Conns = 1000
 	}
@@ -214,49 +253,46 @@ func (c *Config) fill() error {
 	if c.Drain <= 0 {
 		c.Drain = 10 * time.Second
 	}
-	if c.Scenario == ScenarioSoak {
-		if c.Rate == 0 {
-			return errors.New("the soak needs a publish rate")
-		}
-		if c.Churn == 0 {
-			c.Churn = max(1, float64(c.Conns)/100)
-		}
-		c.Churn = max(c.Churn, 0)
-		if c.Warmup == 0 {
-			c.Warmup = c.Duration / 5
-		}
-		if c.Warmup < 0 || c.Warmup > c.Duration*4/5 {
-			return errors.New("warmup must leave at least a fifth of the duration")
-		}
-		if c.MaxGrowth == 0 {
-			c.MaxGrowth = 0.05
-		}
-		if c.MaxGrowth < 0 {
-			return errors.New("max growth must be positive")
-		}
+	return nil
+}
+
+// fillSoak checks the soak's rate, churn, warm-up and allowed growth.
+func (c *Config) fillSoak() error {
+	if c.Rate == 0 {
+		return errors.New("the soak needs a publish rate")
 	}
-	if c.Procs <= 0 {
-		c.Procs = (c.Conns + MaxConnsPerProc - 1) / MaxConnsPerProc
+	if c.Churn == 0 {
+		c.Churn = max(1, float64(c.Conns)/100)
 	}
-	if c.Procs > 1 && c.Worker == nil {
-		return fmt.Errorf("%d connections need %d processes, and no way to start them was given", c.Conns, c.Procs)
+	c.Churn = max(c.Churn, 0)
+	if c.Warmup == 0 {
+		c.Warmup = c.Duration / 5
 	}
-	if len(c.MetricsURLs) == 0 {
-		for _, u := range c.URLs {
-			pu, _ := url.Parse(u)
-			scheme := "http"
-			if pu.Scheme == "wss" {
-				scheme = "https"
-			}
-			c.MetricsURLs = append(c.MetricsURLs, scheme+"://"+pu.Host+"/metrics")
-		}
+	if c.Warmup < 0 || c.Warmup > c.Duration*4/5 {
+		return errors.New("warmup must leave at least a fifth of the duration")
 	}
-	if c.RunID == "" {
-		var b [3]byte
-		_, _ = rand.Read(b[:])
-		c.RunID = hex.EncodeToString(b[:])
+	if c.MaxGrowth == 0 {
+		c.MaxGrowth = 0.05
+	}
+	if c.MaxGrowth < 0 {
+		return errors.New("max growth must be positive")
 	}
 	return nil
+}
+
+// metricsURLs derives each gateway's Prometheus endpoint,
+// http(s)://host:port/metrics, from its WebSocket URL.
+func metricsURLs(urls []string) []string {
+	var out []string
+	for _, u := range urls {
+		pu, _ := url.Parse(u)
+		scheme := "http"
+		if pu.Scheme == "wss" {
+			scheme = "https"
+		}
+		out = append(out, scheme+"://"+pu.Host+"/metrics")
+	}
+	return out
 }
 
 // Run runs the benchmark described by cfg and returns its report.

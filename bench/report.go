@@ -93,59 +93,41 @@ type serverSample struct {
 	err                         error
 }
 
-func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Report, error) {
-	pr := newProgress(cfg.Progress)
-	rep := &Report{Scenario: cfg.Scenario, URLs: cfg.URLs, Conns: cfg.Conns, Rooms: len(p.rooms), RoomSize: cfg.RoomSize,
-		Publishers: len(p.pubs), Rate: cfg.Rate, Duration: cfg.Duration.Seconds(), BodyBytes: cfg.BodyBytes,
-		Procs: cfg.Procs, SourceAddrs: cfg.SourceAddrs, Errors: map[string]int64{}}
-	if cfg.Scenario == ScenarioFanout {
-		rep.RoomSize = strconv.Itoa(cfg.Conns)
-	}
-	raiseFileLimit()
-	rep.FileLimit = fileLimit()
-	before := scrapeAll(cfg)
+// coordinator runs a plan's parts together and builds the report from
+// what they and the servers showed.
+type coordinator struct {
+	cfg   *Config
+	p     *plan
+	parts []part
+	pr    *progress
+	rep   *Report
 
-	// Connect every part.
-	errs := make(chan error, len(parts))
-	for _, pt := range parts {
-		go func() { _, err := pt.connect(ctx); errs <- err }()
-	}
+	// The servers' scrapes before connecting, once connected, and just
+	// before publishing ends.
+	before, connected, end []serverSample
+	// The machine's CPU time when publishing starts (see machineCPU).
+	busy0, total0 float64
+	// soak samples the footprints in the soak scenario (else nil).
+	soak *soakSampler
+}
+
+// coordinate runs the parts of plan p together: it connects them all,
+// has them publish (or hold) from one start time, follows them to the
+// end and reports what they and the servers' metrics showed.
+func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Report, error) {
+	c := &coordinator{cfg: cfg, p: p, parts: parts, pr: newProgress(cfg.Progress), rep: newReport(cfg, p)}
+	raiseFileLimit()
+	c.rep.FileLimit = fileLimit()
+	c.before = scrapeAll(cfg)
+
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
-	var firstErr error
-	for waiting := len(parts); waiting > 0; {
-		select {
-		case err := <-errs:
-			waiting--
-			if err != nil && firstErr == nil {
-				firstErr = err
-			}
-		case <-tick.C:
-			var n int64
-			for _, pt := range parts {
-				n += pt.snapshot().Connected
-			}
-			pr.printf("%s connecting %d/%d", cfg.Scenario, n, cfg.Conns)
-		}
+	if err := c.connect(ctx, tick.C); err != nil {
+		c.pr.done()
+		return nil, err
 	}
-	if firstErr != nil {
-		pr.done()
-		return nil, firstErr
-	}
-	for _, pt := range parts {
-		s := pt.snapshot()
-		rep.Connected += int(s.Connected)
-		rep.ConnectErrors += s.ConnectErrs
-		if rep.ConnectError == "" {
-			rep.ConnectError = s.ConnectErr
-		}
-	}
-	if rep.Connected == 0 {
-		pr.done()
-		return nil, fmt.Errorf("no connection could be opened: %s", rep.ConnectError)
-	}
-	connected := scrapeAll(cfg)
-	busy0, total0 := machineCPU()
+	c.connected = scrapeAll(cfg)
+	c.busy0, c.total0 = machineCPU()
 
 	// Publish (or hold) from t0, together.
 	t0 := time.Now().Add(300 * time.Millisecond)
@@ -154,9 +136,83 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 			return nil, err
 		}
 	}
-	results := make(chan partResult, len(parts))
-	rerrs := make(chan error, len(parts))
-	for _, pt := range parts {
+	got, err := c.await(ctx, tick.C, t0)
+	if err != nil {
+		return nil, err
+	}
+	if c.end == nil {
+		c.end = scrapeAll(cfg)
+	}
+	elapsed := time.Since(t0).Seconds()
+
+	c.merge(got, elapsed)
+	c.rep.Servers = c.servers()
+	if c.soak != nil {
+		c.rep.Soak = c.soakVerdict(churnTotals(got))
+	}
+	return c.rep, nil
+}
+
+// newReport starts the report of a run with what cfg and p describe.
+func newReport(cfg *Config, p *plan) *Report {
+	rep := &Report{Scenario: cfg.Scenario, URLs: cfg.URLs, Conns: cfg.Conns, Rooms: len(p.rooms), RoomSize: cfg.RoomSize,
+		Publishers: len(p.pubs), Rate: cfg.Rate, Duration: cfg.Duration.Seconds(), BodyBytes: cfg.BodyBytes,
+		Procs: cfg.Procs, SourceAddrs: cfg.SourceAddrs, Errors: map[string]int64{}}
+	if cfg.Scenario == ScenarioFanout {
+		rep.RoomSize = strconv.Itoa(cfg.Conns)
+	}
+	return rep
+}
+
+// connect opens every part's connections, printing how many are open at
+// each tick, and adds up what opened and what failed. It fails with the
+// first part that fails, or when not one connection opened.
+func (c *coordinator) connect(ctx context.Context, tick <-chan time.Time) error {
+	errs := make(chan error, len(c.parts))
+	for _, pt := range c.parts {
+		go func() { _, err := pt.connect(ctx); errs <- err }()
+	}
+	var firstErr error
+	for waiting := len(c.parts); waiting > 0; {
+		select {
+		case err := <-errs:
+			waiting--
+			if err != nil && firstErr == nil {
+				firstErr = err
+			}
+		case <-tick:
+			var n int64
+			for _, pt := range c.parts {
+				n += pt.snapshot().Connected
+			}
+			c.pr.printf("%s connecting %d/%d", c.cfg.Scenario, n, c.cfg.Conns)
+		}
+	}
+	if firstErr != nil {
+		return firstErr
+	}
+	for _, pt := range c.parts {
+		s := pt.snapshot()
+		c.rep.Connected += int(s.Connected)
+		c.rep.ConnectErrors += s.ConnectErrs
+		if c.rep.ConnectError == "" {
+			c.rep.ConnectError = s.ConnectErr
+		}
+	}
+	if c.rep.Connected == 0 {
+		return fmt.Errorf("no connection could be opened: %s", c.rep.ConnectError)
+	}
+	return nil
+}
+
+// await waits for every part's result once publishing started at t0.
+// Meanwhile it prints the progress line at each tick, samples the soak's
+// footprints, and takes the servers' last scrape and the machine's CPU
+// use just before publishing ends, while every connection is still open.
+func (c *coordinator) await(ctx context.Context, tick <-chan time.Time, t0 time.Time) ([]partResult, error) {
+	results := make(chan partResult, len(c.parts))
+	rerrs := make(chan error, len(c.parts))
+	for _, pt := range c.parts {
 		go func() {
 			r, err := pt.result(ctx)
 			if err != nil {
@@ -166,86 +222,99 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 			results <- r
 		}()
 	}
-	// The last scrape is taken just before publishing ends, while every
-	// connection is still open.
-	endAt := t0.Add(cfg.Duration - min(500*time.Millisecond, cfg.Duration/10))
+	endAt := t0.Add(c.cfg.Duration - min(500*time.Millisecond, c.cfg.Duration/10))
 	endScrape := time.NewTimer(time.Until(endAt))
 	defer endScrape.Stop()
-	var soak *soakSampler
 	var soakTick <-chan time.Time
-	if cfg.Scenario == ScenarioSoak {
-		soak = newSoakSampler(cfg, t0)
-		st := time.NewTicker(soak.every)
+	if c.cfg.Scenario == ScenarioSoak {
+		c.soak = newSoakSampler(c.cfg, t0)
+		st := time.NewTicker(c.soak.every)
 		defer st.Stop()
 		soakTick = st.C
 	}
-	var end []serverSample
 	var got []partResult
-	var lastDelivered int64
-	lastAt := t0
-	for len(got) < len(parts) {
+	rate := deliveryRate{at: t0}
+	for len(got) < len(c.parts) {
 		select {
 		case r := <-results:
 			got = append(got, r)
 		case err := <-rerrs:
-			pr.done()
+			c.pr.done()
 			return nil, err
 		case now := <-soakTick:
-			if at := now.Sub(t0); at >= 0 && at <= cfg.Duration {
-				var self selfSample
-				for _, pt := range parts {
-					ps := pt.snapshot().Self
-					self.Goroutines += ps.Goroutines
-					self.HeapLive += ps.HeapLive
-					self.RSS += ps.RSS
-				}
-				soak.sample(self)
+			if at := now.Sub(t0); at >= 0 && at <= c.cfg.Duration {
+				c.soak.sample(c.self())
 			}
 		case <-endScrape.C:
-			end = scrapeAll(cfg)
-			if busy1, total1 := machineCPU(); total1 > total0 {
-				rep.MachineCPUCores = float64(runtime.NumCPU()) * (busy1 - busy0) / (total1 - total0)
+			c.end = scrapeAll(c.cfg)
+			if busy1, total1 := machineCPU(); total1 > c.total0 {
+				c.rep.MachineCPUCores = float64(runtime.NumCPU()) * (busy1 - c.busy0) / (total1 - c.total0)
 			}
-		case now := <-tick.C:
-			var s snapshot
-			var h Hist
-			for _, pt := range parts {
-				ps := pt.snapshot()
-				s.Held += ps.Held
-				s.Sent += ps.Sent
-				s.Delivered += ps.Delivered
-				s.Dups += ps.Dups
-				h.addJSON(ps.Hist)
-			}
-			rate := float64(s.Delivered-lastDelivered) / now.Sub(lastAt).Seconds()
-			lastDelivered, lastAt = s.Delivered, now
-			line := fmt.Sprintf("%s %4.0fs | held %d | sent %d | %s deliveries/s | p50 %s p99 %s max %s | dup %d",
-				cfg.Scenario, now.Sub(t0).Seconds(), s.Held, s.Sent, si(rate), ms(h.Quantile(0.5)), ms(h.Quantile(0.99)), ms(h.Max()), s.Dups)
-			if srv := scrapeOne(cfg, 0); srv.err == nil {
-				line += fmt.Sprintf(" | server %s RSS %s goroutines", mib(srv.rss), si(srv.goroutines))
-			}
-			pr.printf("%s", line)
+		case now := <-tick:
+			c.pr.printf("%s", c.progressLine(now, t0, &rate))
 		}
 	}
-	pr.done()
-	if end == nil {
-		end = scrapeAll(cfg)
-	}
-	elapsed := time.Since(t0).Seconds()
+	c.pr.done()
+	return got, nil
+}
 
-	// Merge.
+// self is the load generator's footprint summed over its parts.
+func (c *coordinator) self() selfSample {
+	var self selfSample
+	for _, pt := range c.parts {
+		ps := pt.snapshot().Self
+		self.Goroutines += ps.Goroutines
+		self.HeapLive += ps.HeapLive
+		self.RSS += ps.RSS
+	}
+	return self
+}
+
+// deliveryRate turns the running total of deliveries into deliveries a
+// second since the last update.
+type deliveryRate struct {
+	delivered int64
+	at        time.Time
+}
+
+func (r *deliveryRate) update(delivered int64, now time.Time) float64 {
+	rate := float64(delivered-r.delivered) / now.Sub(r.at).Seconds()
+	r.delivered, r.at = delivered, now
+	return rate
+}
+
+// progressLine is the live progress line at now: the parts' running
+// totals and latency, and the first server's footprint if it answers.
+func (c *coordinator) progressLine(now, t0 time.Time, rate *deliveryRate) string {
+	var s snapshot
+	var h Hist
+	for _, pt := range c.parts {
+		ps := pt.snapshot()
+		s.Held += ps.Held
+		s.Sent += ps.Sent
+		s.Delivered += ps.Delivered
+		s.Dups += ps.Dups
+		h.addJSON(ps.Hist)
+	}
+	perS := rate.update(s.Delivered, now)
+	line := fmt.Sprintf("%s %4.0fs | held %d | sent %d | %s deliveries/s | p50 %s p99 %s max %s | dup %d",
+		c.cfg.Scenario, now.Sub(t0).Seconds(), s.Held, s.Sent, si(perS), ms(h.Quantile(0.5)), ms(h.Quantile(0.99)), ms(h.Max()), s.Dups)
+	if srv := scrapeOne(c.cfg, 0); srv.err == nil {
+		line += fmt.Sprintf(" | server %s RSS %s goroutines", mib(srv.rss), si(srv.goroutines))
+	}
+	return line
+}
+
+// merge adds the parts' results into the report: connections, messages,
+// deliveries, loss, throughput, latency and the generator's CPU use over
+// elapsed seconds.
+func (c *coordinator) merge(got []partResult, elapsed float64) {
+	rep := c.rep
 	var h Hist
 	sent := map[int]int64{}
 	var recv, atEnd int64
-	sendSeconds := cfg.Duration.Seconds()
-	var verdict Soak
+	sendSeconds := c.cfg.Duration.Seconds()
 	for _, r := range got {
-		verdict.Reconnects += r.Reconnects
-		verdict.ReconnectErrors += r.ReconnectErrs
-		verdict.Skipped += r.Skipped
-		if verdict.ReconnectError == "" {
-			verdict.ReconnectError = r.ReconnectErr
-		}
 		rep.Held += int(r.Held)
 		rep.Disconnects += r.Disconnects
 		if rep.DisconnectError == "" {
@@ -269,6 +338,7 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 			rep.Errors[k] += v
 		}
 	}
+	p := c.p
 	for pub, n := range sent {
 		rep.Sent += n
 		rep.Expected += n * int64(p.rooms[p.conns[p.pubs[pub]].room].members)
@@ -279,12 +349,20 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 	}
 	rep.Latency = Latency{P50: msf(h.Quantile(0.5)), P90: msf(h.Quantile(0.9)), P99: msf(h.Quantile(0.99)),
 		P999: msf(h.Quantile(0.999)), Max: msf(h.Max())}
-	perURL := make([]int, len(cfg.URLs))
-	for _, c := range p.conns {
-		perURL[c.url]++
+}
+
+// servers is what each server's three scrapes showed: memory per
+// connection, goroutines, CPU while publishing, and the first scrape
+// error.
+func (c *coordinator) servers() []Server {
+	perURL := make([]int, len(c.cfg.URLs))
+	for _, conn := range c.p.conns {
+		perURL[conn.url]++
 	}
-	for i := range cfg.MetricsURLs {
-		s := Server{MetricsURL: cfg.MetricsURLs[i], RSSBefore: before[i].rss, RSSConnected: connected[i].rss,
+	var out []Server
+	before, connected, end := c.before, c.connected, c.end
+	for i := range c.cfg.MetricsURLs {
+		s := Server{MetricsURL: c.cfg.MetricsURLs[i], RSSBefore: before[i].rss, RSSConnected: connected[i].rss,
 			RSSEnd: end[i].rss, GoroutinesStart: before[i].goroutines, GoroutinesEnd: end[i].goroutines}
 		if i < len(perURL) {
 			s.Conns = perURL[i]
@@ -300,18 +378,37 @@ func coordinate(ctx context.Context, cfg *Config, p *plan, parts []part) (*Repor
 				s.Err = smp.err.Error()
 			}
 		}
-		rep.Servers = append(rep.Servers, s)
+		out = append(out, s)
 	}
-	if soak != nil {
-		rep.Soak = soak.verdict(rep, cfg.Churn)
-		rep.Soak.Reconnects, rep.Soak.ReconnectErrors, rep.Soak.Skipped = verdict.Reconnects, verdict.ReconnectErrors, verdict.Skipped
-		rep.Soak.ReconnectError = verdict.ReconnectError
-		if verdict.ReconnectErrors > 0 {
-			rep.Soak.Failures = append(rep.Soak.Failures, fmt.Sprintf("%d of %d reopens failed: %s",
-				verdict.ReconnectErrors, verdict.ReconnectErrors+verdict.Reconnects, verdict.ReconnectError))
+	return out
+}
+
+// churnTotals adds up the soak's reopens over the parts' results: how
+// many, how many failed and the first failure, and the sends skipped.
+func churnTotals(got []partResult) Soak {
+	var churn Soak
+	for _, r := range got {
+		churn.Reconnects += r.Reconnects
+		churn.ReconnectErrors += r.ReconnectErrs
+		churn.Skipped += r.Skipped
+		if churn.ReconnectError == "" {
+			churn.ReconnectError = r.ReconnectErr
 		}
 	}
-	return rep, nil
+	return churn
+}
+
+// soakVerdict judges the soak from its samples and the finished report,
+// with churn's reopens added in; failed reopens fail it too.
+func (c *coordinator) soakVerdict(churn Soak) *Soak {
+	v := c.soak.verdict(c.rep, c.cfg.Churn)
+	v.Reconnects, v.ReconnectErrors, v.Skipped = churn.Reconnects, churn.ReconnectErrors, churn.Skipped
+	v.ReconnectError = churn.ReconnectError
+	if churn.ReconnectErrors > 0 {
+		v.Failures = append(v.Failures, fmt.Sprintf("%d of %d reopens failed: %s",
+			churn.ReconnectErrors, churn.ReconnectErrors+churn.Reconnects, churn.ReconnectError))
+	}
+	return v
 }
 
 func scrapeAll(cfg *Config) []serverSample {

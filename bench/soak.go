@@ -132,88 +132,118 @@ func (s *soakSampler) sample(self selfSample) {
 // verdict compares the windows and fills in the failures, with those rep
 // already shows (loss, duplicates, errors).
 func (s *soakSampler) verdict(rep *Report, churn float64) *Soak {
-	warm := s.cfg.Warmup
-	win := (s.cfg.Duration - warm) / 2
-	v := &Soak{WarmupS: warm.Seconds(), WindowS: win.Seconds(), SampleEveryS: s.every.Seconds(),
+	v := &Soak{WarmupS: s.cfg.Warmup.Seconds(), WindowS: s.window().Seconds(), SampleEveryS: s.every.Seconds(),
 		MaxGrowth: s.cfg.MaxGrowth, Churn: churn}
-	fail := func(format string, a ...any) { v.Failures = append(v.Failures, fmt.Sprintf(format, a...)) }
 	for i, series := range s.series {
-		p := SoakProcess{Name: "load generator", HeapMetric: "/gc/heap/live:bytes"}
-		if i < len(s.cfg.MetricsURLs) {
-			p.Name = s.cfg.MetricsURLs[i]
-			p.HeapMetric = "go_gc_heap_live_bytes"
-		}
-		var base, end []serverSample
-		var first, last *serverSample
-		for j := range series {
-			smp := &series[j]
-			if smp.err != nil {
-				if p.Err == "" {
-					p.Err = smp.err.Error()
-				}
-				continue
-			}
-			p.Samples++
-			if first == nil {
-				first = smp
-			}
-			last = smp
-			at := smp.at.Sub(s.t0)
-			in := true
-			switch {
-			case at >= warm && at < warm+win:
-				base = append(base, *smp)
-			case at >= warm+win:
-				end = append(end, *smp)
-			default:
-				in = false
-			}
-			// The live heap is 0 until the first GC; without it in the
-			// windows, compare the in-use heap.
-			if in && i < len(s.cfg.MetricsURLs) && smp.heapLive == 0 {
-				p.HeapMetric = "go_memstats_heap_inuse_bytes"
-			}
-		}
-		if len(base) < 3 || len(end) < 3 {
-			fail("%s: only %d and %d samples in the windows compared (scrape error: %s)", p.Name, len(base), len(end), p.Err)
-			v.Processes = append(v.Processes, p)
-			continue
-		}
-		heap := func(x serverSample) float64 {
-			if p.HeapMetric == "go_memstats_heap_inuse_bytes" {
-				return x.heapInuse
-			}
-			return x.heapLive
-		}
-		for _, x := range series {
-			if x.err == nil {
-				p.Series = append(p.Series, SoakSample{At: x.at.Sub(s.t0).Seconds(), Goroutines: x.goroutines, HeapLive: heap(x), RSS: x.rss})
-			}
-		}
-		p.Goroutines = growth(base, end, func(x serverSample) float64 { return x.goroutines })
-		p.HeapLive = growth(base, end, heap)
-		p.RSS = growth(base, end, func(x serverSample) float64 { return x.rss })
-		p.Errors = last.errors - first.errors
+		p, failures := s.judge(i, series)
 		v.Processes = append(v.Processes, p)
-		if i == len(s.cfg.MetricsURLs) {
-			continue // the load generator
+		v.Failures = append(v.Failures, failures...)
+	}
+	v.Failures = append(v.Failures, runFailures(rep)...)
+	return v
+}
+
+// window is the length of each window compared: half of what follows the
+// warm-up.
+func (s *soakSampler) window() time.Duration { return (s.cfg.Duration - s.cfg.Warmup) / 2 }
+
+// judge sums up series, the samples of process i (the last is the load
+// generator), and says how the process failed: too few samples to
+// compare, or, for a server, growth beyond MaxGrowth or errors counted.
+func (s *soakSampler) judge(i int, series []serverSample) (SoakProcess, []string) {
+	var failures []string
+	fail := func(format string, a ...any) { failures = append(failures, fmt.Sprintf(format, a...)) }
+	p := SoakProcess{Name: "load generator", HeapMetric: "/gc/heap/live:bytes"}
+	server := i < len(s.cfg.MetricsURLs)
+	if server {
+		p.Name = s.cfg.MetricsURLs[i]
+		p.HeapMetric = "go_gc_heap_live_bytes"
+	}
+	base, end, first, last := s.windows(series, server, &p)
+	if len(base) < 3 || len(end) < 3 {
+		fail("%s: only %d and %d samples in the windows compared (scrape error: %s)", p.Name, len(base), len(end), p.Err)
+		return p, failures
+	}
+	heap := func(x serverSample) float64 {
+		if p.HeapMetric == "go_memstats_heap_inuse_bytes" {
+			return x.heapInuse
 		}
-		for _, q := range []struct {
-			name  string
-			g     Growth
-			floor float64
-			unit  func(float64) string
-		}{{"goroutines", p.Goroutines, floorGoroutines, func(v float64) string { return fmt.Sprintf("%.0f", v) }},
-			{"live heap", p.HeapLive, floorHeap, mib}, {"RSS", p.RSS, floorRSS, mib}} {
-			if q.g.Growth > s.cfg.MaxGrowth && q.g.End-q.g.Base > q.floor {
-				fail("%s: %s grew %.1f%% after warm-up (%s → %s), more than %.1f%%", p.Name, q.name,
-					100*q.g.Growth, q.unit(q.g.Base), q.unit(q.g.End), 100*s.cfg.MaxGrowth)
-			}
-		}
-		if p.Errors > 0 {
-			fail("%s: its *_errors_total counters rose by %.0f", p.Name, p.Errors)
+		return x.heapLive
+	}
+	for _, x := range series {
+		if x.err == nil {
+			p.Series = append(p.Series, SoakSample{At: x.at.Sub(s.t0).Seconds(), Goroutines: x.goroutines, HeapLive: heap(x), RSS: x.rss})
 		}
 	}
+	p.Goroutines = growth(base, end, func(x serverSample) float64 { return x.goroutines })
+	p.HeapLive = growth(base, end, heap)
+	p.RSS = growth(base, end, func(x serverSample) float64 { return x.rss })
+	p.Errors = last.errors - first.errors
+	if !server {
+		return p, failures // the load generator
+	}
+	for _, q := range []struct {
+		name  string
+		g     Growth
+		floor float64
+		unit  func(float64) string
+	}{{"goroutines", p.Goroutines, floorGoroutines, func(v float64) string { return fmt.Sprintf("%.0f", v) }},
+		{"live heap", p.HeapLive, floorHeap, mib}, {"RSS", p.RSS, floorRSS, mib}} {
+		if q.g.Growth > s.cfg.MaxGrowth && q.g.End-q.g.Base > q.floor {
+			fail("%s: %s grew %.1f%% after warm-up (%s → %s), more than %.1f%%", p.Name, q.name,
+				100*q.g.Growth, q.unit(q.g.Base), q.unit(q.g.End), 100*s.cfg.MaxGrowth)
+		}
+	}
+	if p.Errors > 0 {
+		fail("%s: its *_errors_total counters rose by %.0f", p.Name, p.Errors)
+	}
+	return p, failures
+}
+
+// windows sorts the good samples of series into the base and end windows
+// and returns them with the first and last good sample. It counts them
+// and notes the first scrape error in p, and for a server whose live heap
+// is not known yet in the windows, switches p to the in-use heap.
+func (s *soakSampler) windows(series []serverSample, server bool, p *SoakProcess) (base, end []serverSample, first, last *serverSample) {
+	warm, win := s.cfg.Warmup, s.window()
+	for j := range series {
+		smp := &series[j]
+		if smp.err != nil {
+			if p.Err == "" {
+				p.Err = smp.err.Error()
+			}
+			continue
+		}
+		p.Samples++
+		if first == nil {
+			first = smp
+		}
+		last = smp
+		at := smp.at.Sub(s.t0)
+		in := true
+		switch {
+		case at >= warm && at < warm+win:
+			base = append(base, *smp)
+		case at >= warm+win:
+			end = append(end, *smp)
+		default:
+			in = false
+		}
+		// The live heap is 0 until the first GC; without it in the
+		// windows, compare the in-use heap.
+		if in && server && smp.heapLive == 0 {
+			p.HeapMetric = "go_memstats_heap_inuse_bytes"
+		}
+	}
+	return base, end, first, last
+}
+
+// runFailures are the failures of the run as a whole that rep shows:
+// lost or duplicated deliveries, failed or unacked sends, error frames,
+// and connections that failed or dropped.
+func runFailures(rep *Report) []string {
+	var failures []string
+	fail := func(format string, a ...any) { failures = append(failures, fmt.Sprintf(format, a...)) }
 	switch {
 	case rep.Lost > 0 || rep.Duplicated > 0:
 		fail("%d deliveries lost, %d duplicated", rep.Lost, rep.Duplicated)
@@ -232,7 +262,7 @@ func (s *soakSampler) verdict(rep *Report, churn float64) *Soak {
 	if rep.ConnectErrors > 0 || rep.Disconnects > 0 {
 		fail("%d connections failed to open, %d dropped (%s%s)", rep.ConnectErrors, rep.Disconnects, rep.ConnectError, rep.DisconnectError)
 	}
-	return v
+	return failures
 }
 
 // growth compares the medians of f over base and end.

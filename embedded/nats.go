@@ -336,6 +336,31 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 	if clustered && cfg.DontListen {
 		return nil, errors.New("nats: clustering needs the client listener; DontListen must be false when ClusterName is set")
 	}
+	opts := cfg.clientOptions()
+	if err := cfg.addLeafNodes(opts); err != nil {
+		return nil, err
+	}
+	if clustered || len(cfg.LeafRemotes) > 0 || cfg.LeafPort != 0 {
+		// Links ping often, so one that went silent is closed within
+		// LinkTimeout rather than minutes: the gateway's resync after a
+		// broken link (gateway/resync.go) reaches back that far. Leaf
+		// nodes (and TCP clients) take the server-wide interval, routes
+		// the cluster's.
+		opts.PingInterval = linkPingInterval
+		opts.MaxPingsOut = linkMaxPingsOut
+	}
+	if !clustered {
+		return opts, nil
+	}
+	if err := cfg.addCluster(opts); err != nil {
+		return nil, err
+	}
+	return opts, nil
+}
+
+// clientOptions are the server's options with its client listener, and
+// the user and TLS it requires.
+func (cfg NATSConfig) clientOptions() *server.Options {
 	opts := &server.Options{
 		ServerName: cfg.ServerName,
 		DontListen: cfg.DontListen,
@@ -357,6 +382,12 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 		// ClientAuth; TLSVerify only says so in monitoring and INFO.
 		opts.TLSVerify = cfg.ClientTLS.ClientAuth == tls.RequireAndVerifyClientCert
 	}
+	return opts
+}
+
+// addLeafNodes adds cfg's links to leaf-node hubs and its leaf-node
+// listener to opts, with their user and TLS.
+func (cfg NATSConfig) addLeafNodes(opts *server.Options) error {
 	var leafTLS *tls.Config
 	if cfg.LeafTLS != nil {
 		leafTLS = cfg.LeafTLS.Clone()
@@ -367,7 +398,7 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 	for _, r := range cfg.LeafRemotes {
 		u, err := url.Parse(r)
 		if err != nil || (u.Scheme != "nats" && u.Scheme != "nats-leaf") || u.Port() == "" {
-			return nil, fmt.Errorf("nats: leaf remote %q is not a nats-leaf://host:port URL", redactURL(r))
+			return fmt.Errorf("nats: leaf remote %q is not a nats-leaf://host:port URL", redactURL(r))
 		}
 		remote := &server.RemoteLeafOpts{URLs: []*url.URL{u}}
 		if cfg.LeafAuth != nil {
@@ -395,18 +426,12 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 			opts.LeafNode.TLSTimeout = natsTLSTimeout.Seconds()
 		}
 	}
-	if clustered || len(cfg.LeafRemotes) > 0 || cfg.LeafPort != 0 {
-		// Links ping often, so one that went silent is closed within
-		// LinkTimeout rather than minutes: the gateway's resync after a
-		// broken link (gateway/resync.go) reaches back that far. Leaf
-		// nodes (and TCP clients) take the server-wide interval, routes
-		// the cluster's.
-		opts.PingInterval = linkPingInterval
-		opts.MaxPingsOut = linkMaxPingsOut
-	}
-	if !clustered {
-		return opts, nil
-	}
+	return nil
+}
+
+// addCluster adds cfg's cluster to opts: the route listener, the address
+// it advertises, its user and TLS, and the routes to dial.
+func (cfg NATSConfig) addCluster(opts *server.Options) error {
 	opts.Cluster.Name = cfg.ClusterName
 	opts.Cluster.Host = orDefault(cfg.ClusterHost, "127.0.0.1")
 	opts.Cluster.Port = randomIfZero(cfg.ClusterPort)
@@ -415,7 +440,7 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 	if cfg.ClusterAdvertise != "" {
 		_, port, err := net.SplitHostPort(cfg.ClusterAdvertise)
 		if n, perr := strconv.Atoi(port); err != nil || perr != nil || n < 1 || n > 65535 {
-			return nil, fmt.Errorf("nats: cluster advertise %q is not host:port", cfg.ClusterAdvertise)
+			return fmt.Errorf("nats: cluster advertise %q is not host:port", cfg.ClusterAdvertise)
 		}
 		opts.Cluster.Advertise = cfg.ClusterAdvertise
 	}
@@ -439,7 +464,7 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 	for _, r := range cfg.Routes {
 		u, err := url.Parse(r)
 		if err != nil || u.Scheme != "nats" || u.Port() == "" {
-			return nil, fmt.Errorf("nats: route %q is not a nats://host:port URL", redactURL(r))
+			return fmt.Errorf("nats: route %q is not a nats://host:port URL", redactURL(r))
 		}
 		if cfg.ClusterAuth != nil {
 			// nats-server presents a route URL's user info when it dials.
@@ -447,7 +472,7 @@ func (cfg NATSConfig) serverOptions() (*server.Options, error) {
 		}
 		opts.Routes = append(opts.Routes, u)
 	}
-	return opts, nil
+	return nil
 }
 
 // checkSecurity refuses TLS and authentication settings that cannot work

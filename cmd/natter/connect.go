@@ -2,7 +2,8 @@
 // Redis, NATS) is dialled until it works, with backoff, and its state is
 // what /readyz reports, so a wrong password or an untrusted certificate
 // shows as "kafka: SASL authentication failed …" instead of a process
-// that exits, restarts and exits again.
+// that exits, restarts and exits again. Until a link is up, what a role
+// holds of it (lazyStore, kafkaLog, lateConn) answers with why not.
 
 package main
 
@@ -11,7 +12,15 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/natter-chat/natter"
+	"github.com/natter-chat/natter/gateway"
+	"github.com/natter-chat/natter/kafka"
+	"github.com/natter-chat/natter/postgres"
 )
 
 // Backoff between attempts to bring a link up: doubling from the first
@@ -85,4 +94,202 @@ func dial[T any](ctx context.Context, log *slog.Logger, l *link, f func() (T, er
 		}
 		wait = min(wait*2, lastRetry)
 	}
+}
+
+// kafkaLog adapts kafka.Log to what the gateway needs; until the log's
+// link is up, a resume that needs it fails with why.
+type kafkaLog struct {
+	link *link
+	l    atomic.Pointer[kafka.Log]
+}
+
+func (k *kafkaLog) Mark(ctx context.Context, room string, since natter.ID) (gateway.LogTail, error) {
+	l := k.l.Load()
+	if l == nil {
+		return nil, k.link.unavailable()
+	}
+	pos, err := l.Start(ctx, room, since)
+	if err != nil {
+		return nil, err
+	}
+	return func(ctx context.Context, limit int) ([]natter.Message, bool, error) {
+		return l.Read(ctx, pos, room, since, limit)
+	}, nil
+}
+
+// ping is the log's /readyz check.
+func (k *kafkaLog) ping(ctx context.Context) error {
+	if l := k.l.Load(); l != nil {
+		return l.Ping(ctx)
+	}
+	return k.link.check(ctx)
+}
+
+// lazyStore is the gateway's history store, which answers with why it
+// cannot until PostgreSQL's link is up.
+type lazyStore struct {
+	link *link
+	s    atomic.Pointer[postgres.Store]
+}
+
+func (z *lazyStore) Page(ctx context.Context, room, before string, limit int) ([]natter.Message, bool, error) {
+	s := z.s.Load()
+	if s == nil {
+		return nil, false, z.link.unavailable()
+	}
+	return s.Page(ctx, room, before, limit)
+}
+
+func (z *lazyStore) After(ctx context.Context, room, after string, limit int) ([]natter.Message, error) {
+	s := z.s.Load()
+	if s == nil {
+		return nil, z.link.unavailable()
+	}
+	return s.After(ctx, room, after, limit)
+}
+
+func (z *lazyStore) ping(ctx context.Context) error {
+	if s := z.s.Load(); s != nil {
+		return s.Ping(ctx)
+	}
+	return z.link.check(ctx)
+}
+
+// lateConn is a NATS connection that is being dialled: its check is the
+// link's until it is up, then whether it is connected.
+type lateConn struct {
+	link *link
+
+	mu sync.Mutex
+	nc *nats.Conn
+}
+
+func (c *lateConn) set(nc *nats.Conn) {
+	c.mu.Lock()
+	c.nc = nc
+	c.mu.Unlock()
+}
+
+// check is the connection's /readyz check.
+func (c *lateConn) check(ctx context.Context) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.nc == nil {
+		return c.link.check(ctx)
+	}
+	if !c.nc.IsConnected() {
+		return fmt.Errorf("reconnecting to %s: %v", c.link.target, c.nc.LastError())
+	}
+	return nil
+}
+
+// dialLinks dials PostgreSQL and Kafka in the background until they
+// answer, puts each behind the gateway's lazy store or log as it comes up
+// and closes storeUp or logUp. The stack's close stops the dialling and
+// closes what it opened.
+func (s *gatewayServer) dialLinks(ctx context.Context) {
+	linksCtx, stopLinks := context.WithCancel(context.WithoutCancel(ctx))
+	var linking sync.WaitGroup
+	s.st.defer_(func() {
+		stopLinks()
+		linking.Wait()
+		if db := s.store.s.Load(); db != nil {
+			db.Close()
+		}
+		if l := s.klog.l.Load(); l != nil {
+			_ = l.Close()
+		}
+	})
+	linking.Add(2)
+	go func() {
+		defer linking.Done()
+		if db, ok := dial(linksCtx, s.log, s.store.link, func() (*postgres.Store, error) { return s.openStore(linksCtx) }); ok {
+			s.store.s.Store(db)
+			close(s.storeUp)
+		}
+	}()
+	go func() {
+		defer linking.Done()
+		if l, ok := dial(linksCtx, s.log, s.klog.link, s.openLog); ok {
+			s.klog.l.Store(l)
+			close(s.logUp)
+		}
+	}()
+}
+
+// openStore is one attempt to open the history store.
+func (s *gatewayServer) openStore(ctx context.Context) (*postgres.Store, error) {
+	c := s.g.store
+	if *s.g.db.url != "" { // read the files again: a fixed password or CA counts
+		var err error
+		if c, err = s.g.db.config(); err != nil {
+			return nil, err
+		}
+	}
+	return postgres.Open(ctx, c)
+}
+
+// openLog is one attempt to open the Kafka log, creating its topic if
+// need be.
+func (s *gatewayServer) openLog() (*kafka.Log, error) {
+	c := s.g.cluster
+	if *s.g.kafka.brokers != "" { // read the files again: a fixed password or CA counts
+		var err error
+		if c, err = s.g.kafka.cluster(); err != nil {
+			return nil, err
+		}
+	}
+	if err := kafka.EnsureTopic(c, *s.g.topic, int32(*s.g.partitions)); err != nil {
+		return nil, err
+	}
+	return kafka.NewLog(c, *s.g.topic, *s.g.group)
+}
+
+// dialNATS connects to the region's NATS, trying until it answers; nil
+// when ctx ended first.
+func (b *bridgeRole) dialNATS(ctx context.Context) *nats.Conn {
+	nc, ok := dial(ctx, b.log, b.nats.link, func() (*nats.Conn, error) {
+		return nats.Connect(b.natsURL, append([]nats.Option{nats.Name("natter-bridge"), nats.MaxReconnects(-1),
+			nats.ReconnectWait(250 * time.Millisecond), nats.IgnoreAuthErrorAbort(), natsErrors(b.log), natsReconnectErrors(b.log)}, b.natsOpts...)...)
+	})
+	if !ok {
+		return nil
+	}
+	b.nats.set(nc)
+	return nc
+}
+
+// dialKafka creates the topic if need be and opens the producer, trying
+// until Kafka answers; nil when ctx ended first.
+func (b *bridgeRole) dialKafka(ctx context.Context) *kafka.Producer {
+	prod, _ := dial(ctx, b.log, b.kafkaLink, func() (*kafka.Producer, error) {
+		c, err := b.kf.cluster() // again: a fixed password file is read
+		if err != nil {
+			return nil, err
+		}
+		if err := kafka.EnsureTopic(c, b.topic, int32(b.partitions)); err != nil {
+			return nil, err
+		}
+		p, err := kafka.NewProducer(c, b.topic, "natter-bridge")
+		if err == nil {
+			b.cluster = c // repair uses what worked
+		}
+		return p, err
+	})
+	return prod
+}
+
+// watchRedis dials Redis in the background until it answers, and returns
+// the function that stops it. Redis does not hold up the durable hop
+// (repair covers what federation misses), but a Redis that refuses is
+// logged like the other links.
+func (b *bridgeRole) watchRedis(ctx context.Context) (stop func()) {
+	rl := newLink("redis", redisTarget(b.fed.redisOpts))
+	redisCtx, stopRedis := context.WithCancel(ctx)
+	redisDone := make(chan struct{})
+	go func() {
+		defer close(redisDone)
+		dial(redisCtx, b.log, rl, func() (struct{}, error) { return struct{}{}, b.fed.ping(redisCtx) })
+	}()
+	return func() { stopRedis(); <-redisDone }
 }

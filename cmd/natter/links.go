@@ -374,6 +374,23 @@ func addNATSServerFlags(f *flags) *natsServerFlags {
 // refuses a NATS server that would be open to the network unless
 // --nats-insecure; it returns what the gateway should log about that.
 func (n *natsServerFlags) apply(cfg *embedded.NATSConfig) (warnings []string, err error) {
+	if err := errors.Join(n.applyAuth(cfg), n.applyTLS(cfg)); err != nil {
+		return nil, err
+	}
+	// Open to the network: say so, or refuse.
+	open := openToNetwork(cfg)
+	if len(open) > 0 && !*n.insecure {
+		return nil, fmt.Errorf("NATS would be open to the network: %s; or pass --nats-insecure on a network you trust", strings.Join(open, "; "))
+	}
+	for _, o := range open {
+		warnings = append(warnings, "NATS INSECURE (--nats-insecure): "+o+": anyone who reaches it can read every room and publish as anyone")
+	}
+	return warnings, nil
+}
+
+// applyAuth sets the user and password that the client port, the routes
+// and the leaf-node links require, read from their files.
+func (n *natsServerFlags) applyAuth(cfg *embedded.NATSConfig) error {
 	var errs []error
 	read := func(flag, path, user string) *embedded.UserPassword {
 		if path == "" {
@@ -390,14 +407,12 @@ func (n *natsServerFlags) apply(cfg *embedded.NATSConfig) (warnings []string, er
 		errs = append(errs, errors.New("--nats-password-file needs --nats-user"))
 	}
 	cfg.ClientAuth = read("--nats-password-file", *n.passwordFile, *n.user)
-	clustered := cfg.ClusterName != ""
-	leaf := cfg.LeafPort != 0 || len(cfg.LeafRemotes) > 0
-	if clustered {
+	if cfg.ClusterName != "" {
 		cfg.ClusterAuth = read("--nats-cluster-password-file", *n.clusterPasswordFile, natsRouteUser)
 	} else if *n.clusterPasswordFile != "" {
 		errs = append(errs, errors.New("--nats-cluster-password-file needs --nats-cluster-addr"))
 	}
-	if leaf {
+	if cfg.LeafPort != 0 || len(cfg.LeafRemotes) > 0 {
 		cfg.LeafAuth = read("--nats-leaf-password-file", *n.leafPasswordFile, natsLeafUser)
 	} else if *n.leafPasswordFile != "" {
 		errs = append(errs, errors.New("--nats-leaf-password-file needs --nats-leaf-addr or --nats-leaf-remotes"))
@@ -405,45 +420,55 @@ func (n *natsServerFlags) apply(cfg *embedded.NATSConfig) (warnings []string, er
 	if cfg.ClientAuth != nil && cfg.LeafPort != 0 && cfg.LeafAuth == nil {
 		errs = append(errs, errors.New("--nats-password-file with --nats-leaf-addr needs --nats-leaf-password-file: leaf nodes would otherwise log in as a client"))
 	}
+	return errors.Join(errs...)
+}
+
+// applyTLS puts the client port under TLS when a certificate is given,
+// and the routes and leaf-node links under mutual TLS, which needs the CA
+// file too.
+func (n *natsServerFlags) applyTLS(cfg *embedded.NATSConfig) error {
+	clustered := cfg.ClusterName != ""
+	leaf := cfg.LeafPort != 0 || len(cfg.LeafRemotes) > 0
 	files := tlsconf.Files{CA: *n.caFile, Cert: *n.certFile, Key: *n.keyFile}
-	switch {
-	case files.Cert == "" && files.Key == "":
+	if files.Cert == "" && files.Key == "" {
 		if files.CA != "" {
-			errs = append(errs, errors.New("--nats-ca-file needs --nats-cert-file and --nats-key-file: routes and leaf nodes use mutual TLS"))
+			return errors.New("--nats-ca-file needs --nats-cert-file and --nats-key-file: routes and leaf nodes use mutual TLS")
 		}
-	default:
-		var err error
-		if cfg.ClientTLS, err = files.Server(false); err != nil {
-			errs = append(errs, fmt.Errorf("--nats-cert-file/--nats-key-file: %w", err))
-			break
-		}
-		if (clustered || leaf) && files.CA == "" {
-			errs = append(errs, errors.New("--nats-ca-file is needed with --nats-cert-file on routes and leaf nodes: they verify each other (mutual TLS)"))
-			break
-		}
-		if clustered || leaf {
-			mutual, err := files.Server(true)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("--nats-ca-file: %w", err))
-				break
-			}
-			if clustered {
-				cfg.ClusterTLS = mutual
-			}
-			if leaf {
-				cfg.LeafTLS = mutual
-			}
-		}
+		return nil
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
+	var err error
+	if cfg.ClientTLS, err = files.Server(false); err != nil {
+		return fmt.Errorf("--nats-cert-file/--nats-key-file: %w", err)
 	}
-	// Open to the network: say so, or refuse.
+	if !clustered && !leaf {
+		return nil
+	}
+	if files.CA == "" {
+		return errors.New("--nats-ca-file is needed with --nats-cert-file on routes and leaf nodes: they verify each other (mutual TLS)")
+	}
+	mutual, err := files.Server(true)
+	if err != nil {
+		return fmt.Errorf("--nats-ca-file: %w", err)
+	}
+	if clustered {
+		cfg.ClusterTLS = mutual
+	}
+	if leaf {
+		cfg.LeafTLS = mutual
+	}
+	return nil
+}
+
+// openToNetwork lists what of the server cfg describes anyone on the
+// network could use: a client port without a password, a route or
+// leaf-node port without TLS or a password, a leaf-node link without
+// TLS; loopback addresses excepted.
+func openToNetwork(cfg *embedded.NATSConfig) []string {
 	var open []string
 	if !cfg.DontListen && cfg.ClientAuth == nil && !isLoopback(orDefault(cfg.Host, "127.0.0.1")) {
 		open = append(open, fmt.Sprintf("the client port %s accepts anyone (set --nats-password-file)", net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port))))
 	}
-	if clustered && cfg.ClusterTLS == nil && cfg.ClusterAuth == nil && !isLoopback(orDefault(cfg.ClusterHost, "127.0.0.1")) {
+	if cfg.ClusterName != "" && cfg.ClusterTLS == nil && cfg.ClusterAuth == nil && !isLoopback(orDefault(cfg.ClusterHost, "127.0.0.1")) {
 		open = append(open, fmt.Sprintf("the route port %s accepts any server into the region (set --nats-cert-file and --nats-ca-file, or --nats-cluster-password-file)", net.JoinHostPort(cfg.ClusterHost, fmt.Sprint(cfg.ClusterPort))))
 	}
 	if cfg.LeafPort != 0 && cfg.LeafTLS == nil && cfg.LeafAuth == nil && !isLoopback(orDefault(cfg.LeafHost, "127.0.0.1")) {
@@ -454,11 +479,5 @@ func (n *natsServerFlags) apply(cfg *embedded.NATSConfig) (warnings []string, er
 			open = append(open, fmt.Sprintf("the leaf-node link to %s is not encrypted (set --nats-cert-file, --nats-key-file and --nats-ca-file)", u.Host))
 		}
 	}
-	if len(open) > 0 && !*n.insecure {
-		return nil, fmt.Errorf("NATS would be open to the network: %s; or pass --nats-insecure on a network you trust", strings.Join(open, "; "))
-	}
-	for _, o := range open {
-		warnings = append(warnings, "NATS INSECURE (--nats-insecure): "+o+": anyone who reaches it can read every room and publish as anyone")
-	}
-	return warnings, nil
+	return open
 }

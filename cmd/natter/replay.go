@@ -17,6 +17,8 @@ import (
 	"github.com/natter-chat/natter/protocol"
 )
 
+// runReplay writes the Kafka log into PostgreSQL again, or prints it
+// with --print.
 func (m *Main) runReplay(ctx context.Context, args []string) error {
 	f := newFlags("natter replay", "natter replay: write the Kafka log into PostgreSQL again (idempotent), or print one room's log", m.Stderr)
 	kf := addKafkaFlags(f, "Kafka brokers (host:port,...)")
@@ -42,13 +44,9 @@ func (m *Main) runReplay(ctx context.Context, args []string) error {
 			return fmt.Errorf("--room: %w", err)
 		}
 	}
-	var since time.Time
-	if *fromTime != "" {
-		t, err := time.Parse(time.RFC3339, *fromTime)
-		if err != nil {
-			return fmt.Errorf("--from-time %q: want RFC 3339, e.g. 2026-11-29T10:00:00Z", *fromTime)
-		}
-		since = t
+	since, err := replaySince(*fromTime)
+	if err != nil {
+		return err
 	}
 	log, err := m.logger("info")
 	if err != nil {
@@ -87,15 +85,19 @@ func (m *Main) runReplay(ctx context.Context, args []string) error {
 		r.store = store
 	}
 	fmt.Fprintf(m.Stderr, "replay: %d records in %d partitions of %s\n", total, len(ranges), *topic)
-	err = klog.Scan(ctx, ranges, r.record)
-	if err == nil {
-		err = r.flush(ctx)
+	return r.run(ctx, klog, ranges)
+}
+
+// replaySince parses --from-time: the zero time when it is empty.
+func replaySince(fromTime string) (time.Time, error) {
+	if fromTime == "" {
+		return time.Time{}, nil
 	}
-	r.report(true)
+	t, err := time.Parse(time.RFC3339, fromTime)
 	if err != nil {
-		return fmt.Errorf("replay: %w", err)
+		return time.Time{}, fmt.Errorf("--from-time %q: want RFC 3339, e.g. 2026-11-29T10:00:00Z", fromTime)
 	}
-	return nil
+	return t, nil
 }
 
 type replayer struct {
@@ -112,6 +114,20 @@ type replayer struct {
 	start         time.Time
 	lastReport    time.Time
 	log           *slog.Logger
+}
+
+// run replays the records of ranges, writes what is left of the last
+// batch and prints the final progress line.
+func (r *replayer) run(ctx context.Context, klog *kafka.Log, ranges []kafka.Range) error {
+	err := klog.Scan(ctx, ranges, r.record)
+	if err == nil {
+		err = r.flush(ctx)
+	}
+	r.report(true)
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	return nil
 }
 
 func (r *replayer) record(rec kafka.Record) error {

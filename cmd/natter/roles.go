@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -30,65 +29,6 @@ import (
 	"github.com/natter-chat/natter/postgres"
 	"github.com/natter-chat/natter/web"
 )
-
-// kafkaLog adapts kafka.Log to what the gateway needs; until the log's
-// link is up, a resume that needs it fails with why.
-type kafkaLog struct {
-	link *link
-	l    atomic.Pointer[kafka.Log]
-}
-
-func (k *kafkaLog) Mark(ctx context.Context, room string, since natter.ID) (gateway.LogTail, error) {
-	l := k.l.Load()
-	if l == nil {
-		return nil, k.link.unavailable()
-	}
-	pos, err := l.Start(ctx, room, since)
-	if err != nil {
-		return nil, err
-	}
-	return func(ctx context.Context, limit int) ([]natter.Message, bool, error) {
-		return l.Read(ctx, pos, room, since, limit)
-	}, nil
-}
-
-// ping is the log's /readyz check.
-func (k *kafkaLog) ping(ctx context.Context) error {
-	if l := k.l.Load(); l != nil {
-		return l.Ping(ctx)
-	}
-	return k.link.check(ctx)
-}
-
-// lazyStore is the gateway's history store, which answers with why it
-// cannot until PostgreSQL's link is up.
-type lazyStore struct {
-	link *link
-	s    atomic.Pointer[postgres.Store]
-}
-
-func (z *lazyStore) Page(ctx context.Context, room, before string, limit int) ([]natter.Message, bool, error) {
-	s := z.s.Load()
-	if s == nil {
-		return nil, false, z.link.unavailable()
-	}
-	return s.Page(ctx, room, before, limit)
-}
-
-func (z *lazyStore) After(ctx context.Context, room, after string, limit int) ([]natter.Message, error) {
-	s := z.s.Load()
-	if s == nil {
-		return nil, z.link.unavailable()
-	}
-	return s.After(ctx, room, after, limit)
-}
-
-func (z *lazyStore) ping(ctx context.Context) error {
-	if s := z.s.Load(); s != nil {
-		return s.Ping(ctx)
-	}
-	return z.link.check(ctx)
-}
 
 // newRegistry returns a registry with the Go runtime and process metrics.
 // Besides the defaults it exports go_gc_heap_live_bytes, the heap the last
@@ -117,13 +57,6 @@ func natsCollectors(ns *embedded.NATS) []prometheus.Collector {
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "natter_nats_leafnodes", Help: "Leaf-node connections of the embedded NATS server."},
 			func() float64 { return float64(ns.LeafNodes()) }),
 	}
-}
-
-// natsEdge is what a gateway with its own NATS server adds: the server's
-// metrics and its links to the region's other servers.
-type natsEdge struct {
-	collectors []prometheus.Collector
-	links      func() ([]gateway.Link, error)
 }
 
 func natsLinks(ns *embedded.NATS) func() ([]gateway.Link, error) {
@@ -239,8 +172,14 @@ func (m *Main) runAll(ctx context.Context, args []string) error {
 		return err
 	}
 	st.defer_(func() { _ = ns.Close() })
-	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name, natsErrors(log)) }
-	return m.serve(ctx, st, log, g, connect, true, nil)
+	gs, err := m.newGatewayServer(ctx, st, log, g, ns)
+	if err != nil {
+		return err
+	}
+	if err := gs.startBackend(ctx); err != nil {
+		return err
+	}
+	return gs.run(ctx)
 }
 
 // runGateway runs a gateway and its embedded NATS server.
@@ -252,12 +191,7 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	g.kafka = addKafkaFlags(f, "Kafka brokers (host:port,...), read on resume")
 	g.open = f.Bool("open", false, "open mode: anyone may connect under any user name")
 	addCommon(f, &g)
-	natsAddr := f.String("nats-addr", "127.0.0.1:4222", "client listen address of the embedded NATS server (bridges connect here)")
-	clusterAddr := f.String("nats-cluster-addr", "", "route listen address: join the region's NATS cluster (cluster name = --region)")
-	clusterAdvertise := f.String("nats-cluster-advertise", "", "route address (host:port) the region's other gateways reach this one at, when not --nats-cluster-addr (NAT, proxy)")
-	routes := f.String("nats-routes", "", "route URLs of the region's other gateways (nats://host:port,...)")
-	leafRemotes := f.String("nats-leaf-remotes", "", "connect the embedded NATS as a leaf node to these hub URLs (nats-leaf://host:port,...)")
-	leafAddr := f.String("nats-leaf-addr", "", "leaf-node listen address: be the hub leaf nodes connect to")
+	natsAddrs := addNATSAddrFlags(f)
 	g.presenceInterval = f.Duration("presence-interval", 5*time.Second, "how often the gateway announces its room members; silent for 3 intervals = gone")
 	natsSec := addNATSServerFlags(f)
 	if err := f.parse(args, m.Getenv); err != nil {
@@ -276,34 +210,11 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	if err := g.resolveLinks(); err != nil {
 		return err
 	}
-	host, port, err := splitHostPort(*natsAddr)
-	if err != nil {
-		return fmt.Errorf("--nats-addr: %w", err)
-	}
 	st := &stack{log: log}
 	defer st.close()
-	ncfg := embedded.NATSConfig{ServerName: orDefault(*g.id, "natter-gateway"), Host: host, Port: port,
-		Routes: splitList(*routes), LeafRemotes: splitList(*leafRemotes)}
-	if *clusterAddr != "" {
-		ncfg.ClusterName = *g.region
-		if ncfg.ClusterHost, ncfg.ClusterPort, err = splitHostPort(*clusterAddr); err != nil {
-			return fmt.Errorf("--nats-cluster-addr: %w", err)
-		}
-		if *clusterAdvertise != "" {
-			if _, _, err := splitHostPort(*clusterAdvertise); err != nil {
-				return fmt.Errorf("--nats-cluster-advertise: %w", err)
-			}
-			ncfg.ClusterAdvertise = *clusterAdvertise
-		}
-	} else if len(ncfg.Routes) > 0 {
-		return errors.New("--nats-routes needs --nats-cluster-addr")
-	} else if *clusterAdvertise != "" {
-		return errors.New("--nats-cluster-advertise needs --nats-cluster-addr")
-	}
-	if *leafAddr != "" {
-		if ncfg.LeafHost, ncfg.LeafPort, err = splitHostPort(*leafAddr); err != nil {
-			return fmt.Errorf("--nats-leaf-addr: %w", err)
-		}
+	ncfg, err := natsAddrs.config(orDefault(*g.id, "natter-gateway"), *g.region)
+	if err != nil {
+		return err
 	}
 	warnings, err := natsSec.apply(&ncfg)
 	if err != nil {
@@ -318,127 +229,207 @@ func (m *Main) runGateway(ctx context.Context, args []string) error {
 	}
 	st.defer_(func() { _ = ns.Close() })
 	log.Info("embedded NATS listening", "url", ns.ClientURL())
-	connect := func(name string) (*nats.Conn, error) { return ns.Connect(name, natsErrors(log)) }
-	return m.serve(ctx, st, log, g, connect, false, &natsEdge{collectors: natsCollectors(ns), links: natsLinks(ns)})
+	gs, err := m.newGatewayServer(ctx, st, log, g, ns)
+	if err != nil {
+		return err
+	}
+	gs.exportNATS(ns)
+	return gs.run(ctx)
 }
 
-// serve runs the gateway (and, when withBackend, the bridge and
-// persister) until ctx ends, shutting down the gateway first so its drain
-// still has a bridge. PostgreSQL and Kafka are dialled in the background
-// until they answer: live chat works meanwhile, /readyz says what is
-// missing and why, and the backend starts once both are up.
-func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, connect func(string) (*nats.Conn, error), withBackend bool, edge *natsEdge) error {
-	store := &lazyStore{link: newLink("postgres", g.store.Target())}
-	klog := &kafkaLog{link: newLink("kafka", g.cluster.String())}
-	linksCtx, stopLinks := context.WithCancel(context.WithoutCancel(ctx))
-	var linking sync.WaitGroup
-	st.defer_(func() {
-		stopLinks()
-		linking.Wait()
-		if s := store.s.Load(); s != nil {
-			s.Close()
-		}
-		if l := klog.l.Load(); l != nil {
-			_ = l.Close()
-		}
-	})
-	storeUp, logUp := make(chan struct{}), make(chan struct{})
-	linking.Add(2)
-	go func() {
-		defer linking.Done()
-		if s, ok := dial(linksCtx, log, store.link, func() (*postgres.Store, error) {
-			c := g.store
-			if *g.db.url != "" { // read the files again: a fixed password or CA counts
-				var err error
-				if c, err = g.db.config(); err != nil {
-					return nil, err
-				}
-			}
-			return postgres.Open(linksCtx, c)
-		}); ok {
-			store.s.Store(s)
-			close(storeUp)
-		}
-	}()
-	go func() {
-		defer linking.Done()
-		l, ok := dial(linksCtx, log, klog.link, func() (*kafka.Log, error) {
-			c := g.cluster
-			if *g.kafka.brokers != "" { // read the files again: a fixed password or CA counts
-				var err error
-				if c, err = g.kafka.cluster(); err != nil {
-					return nil, err
-				}
-			}
-			if err := kafka.EnsureTopic(c, *g.topic, int32(*g.partitions)); err != nil {
-				return nil, err
-			}
-			return kafka.NewLog(c, *g.topic, *g.group)
-		})
-		if ok {
-			klog.l.Store(l)
-			close(logUp)
-		}
-	}()
-	gwConn, err := connect("gateway")
+// natsAddrFlags place a gateway's embedded NATS server in its region: the
+// client port bridges connect to, the route listener and routes of the
+// region's NATS cluster, and the leaf-node links.
+type natsAddrFlags struct {
+	addr, clusterAddr, clusterAdvertise, routes, leafRemotes, leafAddr *string
+}
+
+func addNATSAddrFlags(f *flags) *natsAddrFlags {
+	return &natsAddrFlags{
+		addr:             f.String("nats-addr", "127.0.0.1:4222", "client listen address of the embedded NATS server (bridges connect here)"),
+		clusterAddr:      f.String("nats-cluster-addr", "", "route listen address: join the region's NATS cluster (cluster name = --region)"),
+		clusterAdvertise: f.String("nats-cluster-advertise", "", "route address (host:port) the region's other gateways reach this one at, when not --nats-cluster-addr (NAT, proxy)"),
+		routes:           f.String("nats-routes", "", "route URLs of the region's other gateways (nats://host:port,...)"),
+		leafRemotes:      f.String("nats-leaf-remotes", "", "connect the embedded NATS as a leaf node to these hub URLs (nats-leaf://host:port,...)"),
+		leafAddr:         f.String("nats-leaf-addr", "", "leaf-node listen address: be the hub leaf nodes connect to"),
+	}
+}
+
+// config is the configuration of the embedded NATS server named name:
+// with a route listener it joins the cluster named after region. The
+// error names the flag at fault.
+func (n *natsAddrFlags) config(name, region string) (embedded.NATSConfig, error) {
+	host, port, err := splitHostPort(*n.addr)
 	if err != nil {
-		return fmt.Errorf("nats: %w", err)
+		return embedded.NATSConfig{}, fmt.Errorf("--nats-addr: %w", err)
 	}
-	st.defer_(gwConn.Close)
-	reg := newRegistry()
-	var links func() ([]gateway.Link, error)
-	if edge != nil {
-		reg.MustRegister(edge.collectors...)
-		links = edge.links
-	}
-	var backend sync.WaitGroup
-	backendCtx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
-	defer func() { stopBackend(); backend.Wait() }()
-	errs := make(chan error, 3)
-	if withBackend {
-		bconn, err := connect("bridge")
-		if err != nil {
-			return fmt.Errorf("nats: %w", err)
+	cfg := embedded.NATSConfig{ServerName: name, Host: host, Port: port,
+		Routes: splitList(*n.routes), LeafRemotes: splitList(*n.leafRemotes)}
+	if *n.clusterAddr != "" {
+		cfg.ClusterName = region
+		if cfg.ClusterHost, cfg.ClusterPort, err = splitHostPort(*n.clusterAddr); err != nil {
+			return embedded.NATSConfig{}, fmt.Errorf("--nats-cluster-addr: %w", err)
 		}
-		st.defer_(bconn.Close)
-		backend.Add(1)
-		go func() {
-			defer backend.Done()
-			select {
-			case <-backendCtx.Done():
-				return
-			case <-storeUp:
+		if *n.clusterAdvertise != "" {
+			if _, _, err := splitHostPort(*n.clusterAdvertise); err != nil {
+				return embedded.NATSConfig{}, fmt.Errorf("--nats-cluster-advertise: %w", err)
 			}
-			select {
-			case <-backendCtx.Done():
-				return
-			case <-logUp:
-			}
-			if err := m.runBackend(backendCtx, &backend, errs, log, g, bconn, store.s.Load(), reg); err != nil {
-				errs <- err
-			}
-		}()
+			cfg.ClusterAdvertise = *n.clusterAdvertise
+		}
+	} else if len(cfg.Routes) > 0 {
+		return embedded.NATSConfig{}, errors.New("--nats-routes needs --nats-cluster-addr")
+	} else if *n.clusterAdvertise != "" {
+		return embedded.NATSConfig{}, errors.New("--nats-cluster-advertise needs --nats-cluster-addr")
 	}
+	if *n.leafAddr != "" {
+		if cfg.LeafHost, cfg.LeafPort, err = splitHostPort(*n.leafAddr); err != nil {
+			return embedded.NATSConfig{}, fmt.Errorf("--nats-leaf-addr: %w", err)
+		}
+	}
+	return cfg, nil
+}
+
+// gatewayServer is a gateway composed with its links, for runAll and
+// runGateway. PostgreSQL and Kafka are dialled in the background until
+// they answer: live chat works meanwhile, /readyz says what is missing
+// and why. runAll adds the bridge and persister with startBackend, which
+// start once both are up; runGateway adds its NATS server's metrics and
+// links with exportNATS; run then serves until ctx ends.
+//
+// What it starts is stopped by the stack's close, after run has shut the
+// gateway down, so the gateway's drain still has a bridge.
+type gatewayServer struct {
+	st    *stack
+	log   *slog.Logger
+	g     gatewayFlags
+	ns    *embedded.NATS
+	ready func(addr string)
+
+	store   *lazyStore
+	klog    *kafkaLog
+	storeUp chan struct{} // closed once store is up
+	logUp   chan struct{} // closed once klog is up
+	conn    *nats.Conn    // the gateway's own
+	reg     *prometheus.Registry
+	links   func() ([]gateway.Link, error) // set by exportNATS
+	// errs receives the backend roles' ends; the first stops the gateway.
+	errs chan error
+}
+
+// newGatewayServer composes a gateway configured by g on the NATS server
+// ns: it starts dialling PostgreSQL and Kafka and connects to ns.
+func (m *Main) newGatewayServer(ctx context.Context, st *stack, log *slog.Logger, g gatewayFlags, ns *embedded.NATS) (*gatewayServer, error) {
+	s := &gatewayServer{st: st, log: log, g: g, ns: ns, ready: m.Ready,
+		store:   &lazyStore{link: newLink("postgres", g.store.Target())},
+		klog:    &kafkaLog{link: newLink("kafka", g.cluster.String())},
+		storeUp: make(chan struct{}), logUp: make(chan struct{}),
+		errs: make(chan error, 3)}
+	s.dialLinks(ctx)
+	conn, err := s.connect("gateway")
+	if err != nil {
+		return nil, err
+	}
+	s.conn = conn
+	s.reg = newRegistry()
+	return s, nil
+}
+
+// connect opens an in-process connection named name to the NATS server,
+// closed with the stack.
+func (s *gatewayServer) connect(name string) (*nats.Conn, error) {
+	nc, err := s.ns.Connect(name, natsErrors(s.log))
+	if err != nil {
+		return nil, fmt.Errorf("nats: %w", err)
+	}
+	s.st.defer_(nc.Close)
+	return nc, nil
+}
+
+// exportNATS adds what a gateway with its own NATS server shows beyond
+// the one-process default: the server's metrics and its links to the
+// region's other servers.
+func (s *gatewayServer) exportNATS(ns *embedded.NATS) {
+	s.reg.MustRegister(natsCollectors(ns)...)
+	s.links = natsLinks(ns)
+}
+
+// startBackend runs the one-process default's bridge and persister
+// beside the gateway, on a NATS connection of their own, once PostgreSQL
+// and Kafka are up. Their ends go to errs (see run); the stack's close
+// stops them.
+func (s *gatewayServer) startBackend(ctx context.Context) error {
+	bconn, err := s.connect("bridge")
+	if err != nil {
+		return err
+	}
+	backendCtx, stopBackend := context.WithCancel(context.WithoutCancel(ctx))
+	var backend sync.WaitGroup
+	s.st.defer_(func() { stopBackend(); backend.Wait() })
+	backend.Add(1)
+	go func() {
+		defer backend.Done()
+		select {
+		case <-backendCtx.Done():
+			return
+		case <-s.storeUp:
+		}
+		select {
+		case <-backendCtx.Done():
+			return
+		case <-s.logUp:
+		}
+		if err := s.runBackend(backendCtx, &backend, bconn); err != nil {
+			s.errs <- err
+		}
+	}()
+	return nil
+}
+
+// runBackend starts the bridge on bconn and the persister on backend,
+// which report their ends on errs; it returns only an error of starting
+// them (nil when started).
+func (s *gatewayServer) runBackend(ctx context.Context, backend *sync.WaitGroup, bconn *nats.Conn) error {
+	g := s.g
+	prod, err := kafka.NewProducer(g.cluster, *g.topic, "natter-bridge")
+	if err != nil {
+		return err
+	}
+	b := bridge.New(bridge.Config{NATS: bconn, Producer: prod, Log: s.log})
+	p, err := persister.New(persister.Config{Brokers: g.cluster.Brokers, Topic: *g.topic, Group: *g.group, Store: s.store.s.Load(),
+		Sarama: g.cluster.Config("natter-persister"), Log: s.log})
+	if err != nil {
+		_ = prod.Close()
+		return err
+	}
+	s.reg.MustRegister(b.Collectors()...)
+	s.reg.MustRegister(p.Collectors()...)
+	backend.Add(2)
+	go func() {
+		defer backend.Done()
+		err := b.Run(ctx)
+		_ = prod.Close()
+		s.errs <- err
+	}()
+	go func() { defer backend.Done(); s.errs <- p.Run(ctx) }()
+	return nil
+}
+
+// run serves the gateway until ctx ends, or until a backend role ends,
+// which stops the gateway too.
+func (s *gatewayServer) run(ctx context.Context) error {
+	g := s.g
 	gw, err := gateway.New(gateway.Config{
-		ID: *g.id, Region: *g.region, NATS: gwConn, History: store, DurableLog: klog,
-		Open: *g.open, Limits: g.sec.limits, Security: g.sec.security, Registry: reg, Web: web.Handler(), Log: log,
-		PresenceInterval: derefDuration(g.presenceInterval), Links: links, LinkTimeout: embedded.LinkTimeout,
-		Checks: map[string]func(context.Context) error{"postgres": store.ping, "kafka": klog.ping},
+		ID: *g.id, Region: *g.region, NATS: s.conn, History: s.store, DurableLog: s.klog,
+		Open: *g.open, Limits: g.sec.limits, Security: g.sec.security, Registry: s.reg, Web: web.Handler(), Log: s.log,
+		PresenceInterval: derefDuration(g.presenceInterval), Links: s.links, LinkTimeout: embedded.LinkTimeout,
+		Checks: map[string]func(context.Context) error{"postgres": s.store.ping, "kafka": s.klog.ping},
 	})
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", *g.addr)
+	ln, err := s.listen()
 	if err != nil {
-		return fmt.Errorf("listen %s: %w (is another natter running? pick another with --addr)", *g.addr, err)
-	}
-	ln = g.sec.listen(ln)
-	if *g.open {
-		log.Warn("OPEN MODE: anyone can connect under any user name; do not expose this gateway to the internet")
-	}
-	log.Info("natter is up", "url", g.sec.scheme()+"://"+displayAddr(ln.Addr()))
-	if m.Ready != nil {
-		m.Ready(ln.Addr().String())
+		return err
 	}
 	gwCtx, stopGateway := context.WithCancel(ctx)
 	defer stopGateway()
@@ -446,41 +437,32 @@ func (m *Main) serve(ctx context.Context, st *stack, log *slog.Logger, g gateway
 	go func() { gwErr <- gw.Run(gwCtx, ln) }()
 	select {
 	case err = <-gwErr:
-	case err = <-errs:
+	case err = <-s.errs:
 		// A backend role failed: stop the gateway too.
-		log.Error("backend stopped", "err", err)
+		s.log.Error("backend stopped", "err", err)
 		stopGateway()
 		<-gwErr
 	}
 	return err
 }
 
-// runBackend starts the one-process default's bridge and persister on
-// backend, which reports their ends on errs; it returns only an error of
-// starting them (nil when started).
-func (m *Main) runBackend(ctx context.Context, backend *sync.WaitGroup, errs chan<- error, log *slog.Logger, g gatewayFlags, bconn *nats.Conn, store *postgres.Store, reg *prometheus.Registry) error {
-	prod, err := kafka.NewProducer(g.cluster, *g.topic, "natter-bridge")
+// listen opens the gateway's listener, under TLS when configured, logs
+// where natter is up and calls ready.
+func (s *gatewayServer) listen() (net.Listener, error) {
+	g := s.g
+	ln, err := net.Listen("tcp", *g.addr)
 	if err != nil {
-		return err
+		return nil, fmt.Errorf("listen %s: %w (is another natter running? pick another with --addr)", *g.addr, err)
 	}
-	b := bridge.New(bridge.Config{NATS: bconn, Producer: prod, Log: log})
-	p, err := persister.New(persister.Config{Brokers: g.cluster.Brokers, Topic: *g.topic, Group: *g.group, Store: store,
-		Sarama: g.cluster.Config("natter-persister"), Log: log})
-	if err != nil {
-		_ = prod.Close()
-		return err
+	ln = g.sec.listen(ln)
+	if *g.open {
+		s.log.Warn("OPEN MODE: anyone can connect under any user name; do not expose this gateway to the internet")
 	}
-	reg.MustRegister(b.Collectors()...)
-	reg.MustRegister(p.Collectors()...)
-	backend.Add(2)
-	go func() {
-		defer backend.Done()
-		err := b.Run(ctx)
-		_ = prod.Close()
-		errs <- err
-	}()
-	go func() { defer backend.Done(); errs <- p.Run(ctx) }()
-	return nil
+	s.log.Info("natter is up", "url", g.sec.scheme()+"://"+displayAddr(ln.Addr()))
+	if s.ready != nil {
+		s.ready(ln.Addr().String())
+	}
+	return ln, nil
 }
 
 // runBridge runs a bridge connected to a gateway's NATS.
@@ -514,76 +496,61 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 		return err
 	}
 	defer fed.close()
-	reg := newRegistry()
-	nl, kl := newLink("nats", *natsURL), newLink("kafka", cluster.String())
-	var nc *nats.Conn
-	var ncMu sync.Mutex
-	checks := map[string]func(context.Context) error{
-		"nats": func(ctx context.Context) error {
-			ncMu.Lock()
-			defer ncMu.Unlock()
-			if nc == nil {
-				return nl.check(ctx)
-			}
-			if !nc.IsConnected() {
-				return fmt.Errorf("reconnecting to %s: %v", *natsURL, nc.LastError())
-			}
-			return nil
-		},
-		"kafka": kl.check,
-	}
-	if fed.redisOpts != nil {
-		checks["redis"] = fed.ping
-	}
-	stop, err := m.serveMetrics(*addr, reg, log, checks)
+	b := &bridgeRole{log: log, reg: newRegistry(), fed: fed, kf: kf, natsURL: *natsURL, natsOpts: natsOpts,
+		topic: *topic, partitions: *partitions, maxInflight: *maxInflight, cluster: cluster,
+		nats: &lateConn{link: newLink("nats", *natsURL)}, kafkaLink: newLink("kafka", cluster.String())}
+	stop, err := m.serveMetrics(*addr, b.reg, log, b.checks())
 	if err != nil {
 		return err
 	}
 	defer stop()
+	return b.run(ctx)
+}
+
+// bridgeRole is `natter bridge` once its flags are read.
+type bridgeRole struct {
+	log         *slog.Logger
+	reg         *prometheus.Registry
+	fed         *federationFlags
+	kf          *kafkaFlags
+	natsURL     string
+	natsOpts    []nats.Option
+	topic       string
+	partitions  int
+	maxInflight int
+	// cluster is Kafka as the flags say, then as the producer's dial
+	// last read them: repair uses what worked.
+	cluster kafka.Cluster
+
+	nats      *lateConn
+	kafkaLink *link
+}
+
+// checks are the bridge's /readyz checks: NATS, Kafka, and Redis when
+// federating.
+func (b *bridgeRole) checks() map[string]func(context.Context) error {
+	checks := map[string]func(context.Context) error{
+		"nats":  b.nats.check,
+		"kafka": b.kafkaLink.check,
+	}
+	if b.fed.redisOpts != nil {
+		checks["redis"] = b.fed.ping
+	}
+	return checks
+}
+
+// run dials NATS and Kafka until both answer, then runs the bridge until
+// ctx ends. It returns nil when ctx ended while dialling.
+func (b *bridgeRole) run(ctx context.Context) error {
+	var nc *nats.Conn
 	var prod *kafka.Producer
 	var up sync.WaitGroup
 	up.Add(2)
-	go func() {
-		defer up.Done()
-		c, ok := dial(ctx, log, nl, func() (*nats.Conn, error) {
-			return nats.Connect(*natsURL, append([]nats.Option{nats.Name("natter-bridge"), nats.MaxReconnects(-1),
-				nats.ReconnectWait(250 * time.Millisecond), nats.IgnoreAuthErrorAbort(), natsErrors(log), natsReconnectErrors(log)}, natsOpts...)...)
-		})
-		if ok {
-			ncMu.Lock()
-			nc = c
-			ncMu.Unlock()
-		}
-	}()
-	go func() {
-		defer up.Done()
-		prod, _ = dial(ctx, log, kl, func() (*kafka.Producer, error) {
-			c, err := kf.cluster() // again: a fixed password file is read
-			if err != nil {
-				return nil, err
-			}
-			if err := kafka.EnsureTopic(c, *topic, int32(*partitions)); err != nil {
-				return nil, err
-			}
-			p, err := kafka.NewProducer(c, *topic, "natter-bridge")
-			if err == nil {
-				cluster = c // repair uses what worked
-			}
-			return p, err
-		})
-	}()
-	if fed.redisOpts != nil {
-		// Redis does not hold up the durable hop (repair covers what
-		// federation misses), but a Redis that refuses is logged like the
-		// other links.
-		rl := newLink("redis", redisTarget(fed.redisOpts))
-		redisCtx, stopRedis := context.WithCancel(ctx)
-		redisDone := make(chan struct{})
-		go func() {
-			defer close(redisDone)
-			dial(redisCtx, log, rl, func() (struct{}, error) { return struct{}{}, fed.ping(redisCtx) })
-		}()
-		defer func() { stopRedis(); <-redisDone }()
+	go func() { defer up.Done(); nc = b.dialNATS(ctx) }()
+	go func() { defer up.Done(); prod = b.dialKafka(ctx) }()
+	if b.fed.redisOpts != nil {
+		stopRedis := b.watchRedis(ctx)
+		defer stopRedis()
 	}
 	up.Wait()
 	if nc != nil {
@@ -595,16 +562,22 @@ func (m *Main) runBridge(ctx context.Context, args []string) error {
 	if nc == nil || prod == nil {
 		return nil // stopped while connecting
 	}
-	runFed, forward, err := fed.start(cluster, *topic, nc, reg, log)
+	return b.serve(ctx, nc, prod)
+}
+
+// serve runs the bridge from nc to prod, with federation and repair when
+// Redis is configured, until ctx ends or one of them fails.
+func (b *bridgeRole) serve(ctx context.Context, nc *nats.Conn, prod *kafka.Producer) error {
+	runFed, forward, err := b.fed.start(b.cluster, b.topic, nc, b.reg, b.log)
 	if err != nil {
 		return err
 	}
-	b := bridge.New(bridge.Config{NATS: nc, Producer: prod, Durable: forward, Log: log, MaxInflight: *maxInflight})
-	reg.MustRegister(b.Collectors()...)
+	br := bridge.New(bridge.Config{NATS: nc, Producer: prod, Durable: forward, Log: b.log, MaxInflight: b.maxInflight})
+	b.reg.MustRegister(br.Collectors()...)
 	fedCtx, stopFed := context.WithCancel(ctx)
 	fedDone := make(chan error, 1)
 	go func() { fedDone <- runFed(fedCtx) }()
-	err = b.Run(ctx)
+	err = br.Run(ctx)
 	stopFed()
 	if ferr := <-fedDone; err == nil {
 		err = ferr

@@ -88,6 +88,46 @@ func (f *flags) Float64(name string, def float64, usage string) *float64 {
 // turned off, so configuring keys never leaves the open mode on by
 // accident. A gateway needs keys or --open.
 func (s *securityFlags) resolve(f *flags, open *bool, log *slog.Logger) error {
+	if err := s.resolveAuth(f, open, log); err != nil {
+		return err
+	}
+	s.security.Compression = *s.compression
+	return errors.Join(s.resolveAPIKey(), s.resolveOrigins(), s.resolveTLS(), s.resolveLimits())
+}
+
+// resolveAuth builds the verifier of client tokens from the configured
+// keys, and turns the open mode off as resolve says. It fails when a key
+// cannot be read or clients would have no way in.
+func (s *securityFlags) resolveAuth(f *flags, open *bool, log *slog.Logger) error {
+	keys, err := s.tokenKeys()
+	if err != nil {
+		return err
+	}
+	if len(keys) > 0 {
+		leeway := *s.jwtLeeway
+		if leeway == 0 {
+			leeway = -1 // none; auth's zero value means its default
+		}
+		v, err := auth.New(auth.Config{Keys: keys, Issuer: *s.jwtIssuer, Audience: *s.jwtAudience, Leeway: leeway})
+		if err != nil {
+			return fmt.Errorf("token keys: %w", err)
+		}
+		s.security.Auth = v
+		if *open && !f.isSet("open") {
+			*open = false
+			log.Info("token keys configured: open mode is off (pass --open to keep it as well)")
+		}
+	}
+	if !*open && s.security.Auth == nil {
+		return errors.New("no way to authenticate clients: configure token keys (--jwt-secret, --jwt-secret-file, --jwt-public-keys or --jwks-file) or pass --open to let anyone in under any name")
+	}
+	return nil
+}
+
+// tokenKeys reads every configured token key: the shared secret, its
+// file, the public key files and the JWKS file. The error names each
+// file that could not be read.
+func (s *securityFlags) tokenKeys() ([]auth.Key, error) {
 	var errs []error
 	var keys []auth.Key
 	if *s.jwtSecret != "" {
@@ -109,26 +149,15 @@ func (s *securityFlags) resolve(f *flags, open *bool, log *slog.Logger) error {
 		keys = append(keys, ks...)
 	}
 	if err := errors.Join(errs...); err != nil {
-		return err
+		return nil, err
 	}
-	if len(keys) > 0 {
-		leeway := *s.jwtLeeway
-		if leeway == 0 {
-			leeway = -1 // none; auth's zero value means its default
-		}
-		v, err := auth.New(auth.Config{Keys: keys, Issuer: *s.jwtIssuer, Audience: *s.jwtAudience, Leeway: leeway})
-		if err != nil {
-			return fmt.Errorf("token keys: %w", err)
-		}
-		s.security.Auth = v
-		if *open && !f.isSet("open") {
-			*open = false
-			log.Info("token keys configured: open mode is off (pass --open to keep it as well)")
-		}
-	}
-	if !*open && s.security.Auth == nil {
-		return errors.New("no way to authenticate clients: configure token keys (--jwt-secret, --jwt-secret-file, --jwt-public-keys or --jwks-file) or pass --open to let anyone in under any name")
-	}
+	return keys, nil
+}
+
+// resolveAPIKey sets the HTTP API's server key from --api-key or
+// --api-key-file (not both), refusing a short one.
+func (s *securityFlags) resolveAPIKey() error {
+	var errs []error
 	apiKey, apiKeyFlag := *s.apiKey, "--api-key"
 	if *s.apiKeyFile != "" {
 		if apiKey != "" {
@@ -142,6 +171,13 @@ func (s *securityFlags) resolve(f *flags, open *bool, log *slog.Logger) error {
 		errs = append(errs, fmt.Errorf("%s: the key is %d characters; use at least %d random ones", apiKeyFlag, len(apiKey), minAPIKeyLen))
 	}
 	s.security.APIKey = apiKey
+	return errors.Join(errs...)
+}
+
+// resolveOrigins checks and sets the browser origins allowed on /ws and
+// the reverse proxies trusted to name the client.
+func (s *securityFlags) resolveOrigins() error {
+	var errs []error
 	for _, o := range splitList(*s.allowedOrigins) {
 		if err := checkOrigin(o); err != nil {
 			errs = append(errs, fmt.Errorf("--allowed-origins %q: %w", o, err))
@@ -155,17 +191,27 @@ func (s *securityFlags) resolve(f *flags, open *bool, log *slog.Logger) error {
 		}
 		s.security.TrustedProxies = append(s.security.TrustedProxies, pfx)
 	}
-	s.security.Compression = *s.compression
+	return errors.Join(errs...)
+}
+
+// resolveTLS loads the certificate and key when both are given.
+func (s *securityFlags) resolveTLS() error {
 	switch {
 	case (*s.tlsCert == "") != (*s.tlsKey == ""):
-		errs = append(errs, errors.New("--tls-cert and --tls-key go together"))
+		return errors.New("--tls-cert and --tls-key go together")
 	case *s.tlsCert != "":
 		cert, err := tls.LoadX509KeyPair(*s.tlsCert, *s.tlsKey)
-		if err != nil {
-			errs = append(errs, fmt.Errorf("--tls-cert/--tls-key: %w", err))
-		}
 		s.tls = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if err != nil {
+			return fmt.Errorf("--tls-cert/--tls-key: %w", err)
+		}
 	}
+	return nil
+}
+
+// resolveLimits checks the abuse limits and builds the gateway's Limits.
+func (s *securityFlags) resolveLimits() error {
+	var errs []error
 	for name, v := range map[string]int{"--max-frame-bytes": *s.maxFrameBytes, "--max-rooms-per-conn": *s.maxRoomsPerConn,
 		"--burst-per-conn": *s.burstPerConn, "--burst-per-user": *s.burstPerUser, "--max-history-page": *s.maxHistoryPage,
 		"--send-queue-bytes": *s.sendQueueBytes, "--max-pending": *s.maxPending, "--max-pending-bytes": *s.maxPendingBytes} {
