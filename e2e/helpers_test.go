@@ -10,10 +10,10 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -22,6 +22,8 @@ import (
 
 	"github.com/gorilla/websocket"
 	"github.com/jackc/pgx/v5"
+
+	topo "github.com/natter-chat/natter/topology"
 )
 
 var natterBin string
@@ -125,15 +127,31 @@ func brokers() []broker {
 	}
 }
 
-// proc is a running natter process.
+// proc is a running natter process: started by the topology package
+// (startProc, startTopology), or by a test around its own exec.Cmd (then
+// hp is nil and the test closes done once cmd exited).
 type proc struct {
-	t     testing.TB
-	bin   string // natterBin unless set
-	cmd   *exec.Cmd
-	addr  string
-	ready string
-	logs  *syncBuffer
-	done  chan struct{}
+	t    testing.TB
+	hp   *topo.Process
+	cmd  *exec.Cmd // the running command: hp's latest start
+	addr string
+	logs *syncBuffer
+	done chan struct{} // closed once cmd exited
+}
+
+// newProc wraps hp, whose output goes to logs.
+func newProc(t testing.TB, hp *topo.Process, addr string, logs *syncBuffer) *proc {
+	p := &proc{t: t, hp: hp, addr: addr, logs: logs}
+	p.follow()
+	return p
+}
+
+// follow points cmd and done at hp's latest start.
+func (p *proc) follow() {
+	p.cmd = p.hp.Cmd()
+	done, exited := make(chan struct{}), p.hp.Done()
+	go func() { <-exited; close(done) }()
+	p.done = done
 }
 
 type syncBuffer struct {
@@ -207,95 +225,94 @@ func startProc(t testing.TB, host, ready string, args ...string) *proc {
 // startBin is startProc with another natter binary.
 func startBin(t testing.TB, bin, host, ready string, args ...string) *proc {
 	t.Helper()
-	p := &proc{t: t, bin: bin, addr: freeAddrOn(t, host), ready: ready, logs: &syncBuffer{}}
-	p.launch(append(args, "--addr", p.addr))
+	addr, logs := freeAddrOn(t, host), &syncBuffer{}
+	hp, err := topo.Command{Name: "natter", Path: bin, Args: append(slices.Clip(args), "--addr", addr),
+		Env: childEnv(), Ready: "http://" + addr + ready, Output: logs}.Start()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := newProc(t, hp, addr, logs)
 	t.Cleanup(func() {
 		p.stop()
 		if t.Failed() {
-			t.Logf("natter %v logs:\n%s", args, tail(p.logs.String(), 60))
+			t.Logf("natter %v logs:\n%s", args, tail(logs.String(), 60))
 		}
 	})
 	p.waitReady()
 	return p
 }
 
-func (p *proc) launch(args []string) {
-	p.done = make(chan struct{})
-	bin := p.bin
-	if bin == "" {
-		bin = natterBin
-	}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Env = append(os.Environ(), "NATTER_LOG_LEVEL=info")
-	p.cmd.Stdout, p.cmd.Stderr = p.logs, p.logs
-	if err := p.cmd.Start(); err != nil {
-		p.t.Fatalf("start natter: %v", err)
-	}
-	done := p.done
-	cmd := p.cmd
-	go func() { _ = cmd.Wait(); close(done) }()
-}
+// childEnv is the environment of the natter processes the suite starts.
+func childEnv() []string { return append(os.Environ(), "NATTER_LOG_LEVEL=info") }
 
 // restart starts the stopped or killed process again with the same
 // arguments and waits until it is ready.
 func (p *proc) restart() {
 	p.t.Helper()
 	<-p.done
-	p.launch(p.cmd.Args[1:])
-	p.waitReady()
+	ctx, cancel := timeout(60 * time.Second)
+	defer cancel()
+	err := p.hp.Restart(ctx)
+	p.follow()
+	if err != nil {
+		p.t.Fatalf("restart: %v\n%s", err, tail(p.logs.String(), 40))
+	}
 }
 
 func (p *proc) waitReady() {
-	t := p.t
-	t.Helper()
-	checkFor(t, 60*time.Second, 50*time.Millisecond, func() error {
-		select {
-		case <-p.done:
-			t.Fatalf("natter exited during start:\n%s", tail(p.logs.String(), 40))
-		default:
-		}
-		resp, err := http.Get(p.url(p.ready))
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("%s: %s", p.ready, resp.Status)
-		}
-		return nil
-	})
+	p.t.Helper()
+	ctx, cancel := timeout(60 * time.Second)
+	defer cancel()
+	if err := p.hp.WaitReady(ctx); err != nil {
+		p.t.Fatalf("%v\n%s", err, tail(p.logs.String(), 40))
+	}
+}
+
+// timeout is a context that ends after d, saying so.
+func timeout(d time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeoutCause(context.Background(), d, fmt.Errorf("not within %v", d))
 }
 
 func (p *proc) url(path string) string { return "http://" + p.addr + path }
 
-// stop sends SIGTERM and waits for a clean exit.
+// stop sends SIGTERM and waits for a clean exit, killing the process
+// after 30 s.
 func (p *proc) stop() {
-	select {
-	case <-p.done:
+	if p.hp == nil { // a test's own command
+		select {
+		case <-p.done:
+			return
+		default:
+		}
+		_ = p.cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-p.done:
+			if code := p.cmd.ProcessState.ExitCode(); code != 0 {
+				p.t.Errorf("natter exited with status %d after SIGTERM, want 0", code)
+			}
+		case <-time.After(30 * time.Second):
+			_ = p.cmd.Process.Kill()
+			<-p.done
+			p.t.Errorf("natter did not stop within 30s of SIGTERM")
+		}
 		return
-	default:
 	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	p.wait()
+	ctx, cancel := timeout(30 * time.Second)
+	defer cancel()
+	if err := p.hp.Stop(ctx); err != nil {
+		p.t.Errorf("stop: %v", err)
+	}
+	<-p.done
 }
 
 // kill sends SIGKILL and waits for the process to be gone.
 func (p *proc) kill() {
-	_ = p.cmd.Process.Kill()
-	<-p.done
-}
-
-func (p *proc) wait() {
-	select {
-	case <-p.done:
-		if code := p.cmd.ProcessState.ExitCode(); code != 0 {
-			p.t.Errorf("natter exited with status %d after SIGTERM, want 0", code)
-		}
-	case <-time.After(30 * time.Second):
+	if p.hp != nil {
+		p.hp.Kill()
+	} else {
 		_ = p.cmd.Process.Kill()
-		<-p.done
-		p.t.Errorf("natter did not stop within 30s of SIGTERM")
 	}
+	<-p.done
 }
 
 func tail(s string, n int) string {

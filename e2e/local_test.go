@@ -5,7 +5,6 @@
 package e2e
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"net/http"
@@ -13,11 +12,12 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	topo "github.com/natter-chat/natter/topology"
 )
 
 func TestLocalClusterRunsAndStopsCleanly(t *testing.T) {
@@ -205,9 +205,8 @@ func TestCertsMakesPasswordsOnceAndKeepsThem(t *testing.T) {
 // localRun is a running `natter local`.
 type localRun struct {
 	t        *testing.T
-	cmd      *exec.Cmd
+	hp       *topo.Process
 	logs     *syncBuffer
-	done     chan error
 	stopped  bool
 	said     []string // its standard output up to the list of gateways
 	urls     []string
@@ -215,22 +214,18 @@ type localRun struct {
 }
 
 // startLocal runs `natter local args...` and waits until it lists its n
-// gateways. It is killed at cleanup if still running.
+// gateways. It is stopped at cleanup if still running.
 func startLocal(t *testing.T, n int, args ...string) *localRun {
 	t.Helper()
-	l := &localRun{t: t, cmd: exec.Command(natterBin, append([]string{"local"}, args...)...), logs: &syncBuffer{}, done: make(chan error, 1)}
-	out, err := l.cmd.StdoutPipe()
+	stdout := &syncBuffer{}
+	l := &localRun{t: t, logs: &syncBuffer{}}
+	// Its own process group, so that a kill ends its children too.
+	hp, err := topo.Command{Name: "natter local", Path: natterBin, Args: append([]string{"local"}, args...),
+		Output: l.logs, Stdout: stdout, Group: true}.Start()
 	if err != nil {
 		t.Fatal(err)
 	}
-	l.cmd.Stderr = l.logs
-	// Its own process group, so that the cleanup can end its children
-	// too should it be killed.
-	l.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := l.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { l.done <- l.cmd.Wait() }()
+	l.hp = hp
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("natter local logs:\n%s", tail(l.logs.String(), 80))
@@ -240,29 +235,34 @@ func startLocal(t *testing.T, n int, args ...string) *localRun {
 		}
 		// A test that failed midway: stop it as Ctrl-C would, so its
 		// children do not hold their ports for the next test.
-		_ = l.cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-l.done:
-		case <-time.After(60 * time.Second):
-			_ = syscall.Kill(-l.cmd.Process.Pid, syscall.SIGKILL)
-			<-l.done
-		}
+		ctx, cancel := timeout(60 * time.Second)
+		defer cancel()
+		_ = hp.Stop(ctx)
 	})
-	sc := bufio.NewScanner(out)
-	for len(l.urls) < n && sc.Scan() {
-		line := sc.Text()
-		l.said = append(l.said, line)
-		if i := strings.Index(line, "http://"); i >= 0 {
-			l.urls = append(l.urls, line[i:])
+	checkFor(t, 5*time.Minute, 50*time.Millisecond, func() error {
+		l.said, l.urls = nil, nil
+		for line := range strings.Lines(stdout.String()) {
+			if len(l.urls) == n {
+				break
+			}
+			line = strings.TrimSuffix(line, "\n")
+			l.said = append(l.said, line)
+			if i := strings.Index(line, "http://"); i >= 0 {
+				l.urls = append(l.urls, line[i:])
+			}
 		}
-	}
-	if len(l.urls) != n {
-		t.Fatalf("natter local printed %d gateway URLs, want %d; it said:\n%s", len(l.urls), n, strings.Join(l.said, "\n"))
-	}
-	go func() {
-		for sc.Scan() {
+		select {
+		case <-hp.Done():
+			if len(l.urls) != n {
+				t.Fatalf("natter local exited (%v) after printing %d gateway URLs, want %d; it said:\n%s", hp.Err(), len(l.urls), n, strings.Join(l.said, "\n"))
+			}
+		default:
 		}
-	}()
+		if len(l.urls) != n {
+			return fmt.Errorf("natter local printed %d gateway URLs, want %d; it said:\n%s", len(l.urls), n, strings.Join(l.said, "\n"))
+		}
+		return nil
+	})
 	for _, u := range l.urls {
 		l.gateways = append(l.gateways, &proc{t: t, addr: strings.TrimPrefix(u, "http://"), done: make(chan struct{})})
 	}
@@ -275,16 +275,12 @@ func (l *localRun) stop() {
 	t := l.t
 	t.Helper()
 	l.stopped = true
-	_ = l.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case err := <-l.done:
-		if err != nil {
-			t.Errorf("natter local exited with %v after SIGTERM", err)
-		}
-	case <-time.After(60 * time.Second):
-		_ = syscall.Kill(-l.cmd.Process.Pid, syscall.SIGKILL)
-		<-l.done
+	ctx, cancel := timeout(60 * time.Second)
+	defer cancel()
+	if err := l.hp.Stop(ctx); errors.Is(err, topo.ErrKilled) {
 		t.Fatal("natter local did not stop within 60s")
+	} else if err != nil {
+		t.Errorf("natter local: %v", err)
 	}
 	for _, u := range l.urls {
 		if resp, err := http.Get(u + "/healthz"); err == nil {

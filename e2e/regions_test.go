@@ -5,8 +5,10 @@ package e2e
 
 import (
 	"bufio"
+	"context"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,20 +16,20 @@ import (
 	"time"
 
 	"github.com/natter-chat/natter"
+	topo "github.com/natter-chat/natter/topology"
 )
 
+// topology is a running startTopology, or a hand-made part of one.
 type topology struct {
 	db        string
 	gateways  [][]*proc // [region][gateway]
 	bridges   []*proc
 	redis     []*proxy  // each bridge's Redis link
 	routes    []proxies // each region's NATS routes, a proxy in front of each gateway's route port
-	kafka     *proxy    // region0's bridge's Kafka link
+	kafka     *proxy    // the first region's bridge's Kafka link (plaintext topologies)
 	persister *proc
-	pg        *proxy // the persister's PostgreSQL link
-	common    []string
-	sec       *secureLinks // nil: every link plaintext
-	redisAddr string
+	pg        *proxy     // the persister's PostgreSQL link
+	regions   []string   // the regions' names
 	natsURLs  [][]string // each region's gateways' NATS client URLs
 }
 
@@ -42,88 +44,118 @@ func startRegions(t *testing.T, regions, gateways int) *topology {
 // startTopology is startRegions with every link secured as sec says
 // (nil: plaintext). A secured topology reaches Kafka, Redis and
 // PostgreSQL on the services' TLS endpoints with passwords, and its NATS
-// client ports, routes and leaf links use mutual TLS and passwords.
+// client ports and routes use mutual TLS and passwords. The topology
+// package plans and runs it, on free ports; the links a test breaks go
+// through proxies. It is stopped at cleanup.
 func startTopology(t *testing.T, regions, gateways int, sec *secureLinks) *topology {
 	t.Helper()
-	kafka := service(t, "NATTER_TEST_KAFKA_BROKERS")
-	redisURL := service(t, "NATTER_TEST_REDIS_URL")
-	redisAddr := strings.TrimSuffix(strings.TrimPrefix(redisURL, "redis://"), "/0")
 	uniq := fmt.Sprint(time.Now().UnixNano())
-	top := &topology{sec: sec}
-	var dbArgs []string
-	if sec != nil {
-		kafka = service(t, "NATTER_TEST_KAFKA_SASL_BROKERS")
-		redisAddr = strings.TrimSuffix(strings.TrimPrefix(service(t, "NATTER_TEST_REDIS_TLS_URL"), "rediss://natter@"), "/0")
+	top := &topology{routes: make([]proxies, regions)}
+	cfg := topo.Config{Regions: regions, Gateways: gateways, Persisters: 1, Topic: "e2e." + uniq, Group: "e2e-" + uniq,
+		Listen: func(p *topo.Proc, _ topo.Port) (string, error) { return freeAddrOn(t, p.Host), nil },
+		// The region reaches each route port only through a proxy
+		// (advertised, so NATS's gossip does not bypass it).
+		RouteAddr: func(p *topo.Proc, cluster string) (string, error) {
+			px := startProxy(t, cluster)
+			top.routes[p.Region] = append(top.routes[p.Region], px)
+			return px.Addr(), nil
+		},
+		Tune: func(p *topo.Proc) error { top.tune(t, p, sec); return nil },
+	}
+	if sec == nil {
+		top.db = freshDatabase(t)
+		cfg.Kafka = topo.Pairs("--kafka-brokers", service(t, "NATTER_TEST_KAFKA_BROKERS"))
+		cfg.Database = topo.Pairs("--database-url", top.db)
+		cfg.Redis = topo.Pairs("--redis-url", service(t, "NATTER_TEST_REDIS_URL"))
+	} else {
 		var tlsURL string
 		top.db, tlsURL = freshTLSDatabase(t)
-		dbArgs = []string{"--database-url", tlsURL, "--database-password-file", sec.dbPassword}
-	} else {
-		top.db = freshDatabase(t)
-		dbArgs = []string{"--database-url", top.db}
+		cfg.Kafka = topo.Pairs(append([]string{"--kafka-brokers", service(t, "NATTER_TEST_KAFKA_SASL_BROKERS")}, sec.kafkaArgs()...)...)
+		cfg.Database = topo.Pairs("--database-url", tlsURL, "--database-password-file", sec.dbPassword)
+		cfg.Redis = topo.Pairs(append([]string{"--redis-url", service(t, "NATTER_TEST_REDIS_TLS_URL")}, sec.redisArgs()...)...)
+		cfg.GatewayNATS = topo.Pairs(sec.gatewayNATSArgs()...)
+		cfg.BridgeNATS = topo.Pairs(sec.bridgeNATSArgs()...)
 	}
-	top.redisAddr = redisAddr
-	top.common = []string{"--kafka-brokers", kafka, "--kafka-topic", "e2e." + uniq, "--kafka-group", "e2e-" + uniq}
-	if sec != nil {
-		top.common = append(top.common, sec.kafkaArgs()...)
+	procs, err := topo.Plan(cfg)
+	if err != nil {
+		t.Fatal(err)
 	}
-	host := 2
-	for r := 0; r < regions; r++ {
-		region := fmt.Sprintf("region%d", r)
-		var clusterAddrs, natsURLs []string
-		var routeProxies proxies
-		hosts := make([]string, gateways)
-		for g := 0; g < gateways; g++ {
-			hosts[g] = fmt.Sprintf("127.0.0.%d", host)
-			host++
-			clusterAddrs = append(clusterAddrs, freeAddrOn(t, hosts[g]))
-			// The region reaches each route port only through a proxy
-			// (advertised, so NATS's gossip does not bypass it).
-			routeProxies = append(routeProxies, startProxy(t, clusterAddrs[g]))
-		}
-		top.routes = append(top.routes, routeProxies)
-		var gws []*proc
-		for g := 0; g < gateways; g++ {
-			natsAddr := freeAddrOn(t, hosts[g])
-			natsURLs = append(natsURLs, "nats://"+natsAddr)
-			var routes []string
-			for i, px := range routeProxies {
-				if i != g {
-					routes = append(routes, "nats://"+px.Addr())
-				}
+	t.Cleanup(func() {
+		if t.Failed() {
+			for _, p := range procs {
+				t.Logf("%s (%s) logs:\n%s", p.Name, strings.Join(p.Args(), " "), tail(p.Output.(*syncBuffer).String(), 60))
 			}
-			args := append([]string{"gateway", "--open", "--id", fmt.Sprintf("%s-gw%d", region, g), "--region", region,
-				"--nats-addr", natsAddr, "--nats-cluster-addr", clusterAddrs[g], "--nats-cluster-advertise", routeProxies[g].Addr(),
-				"--nats-routes", strings.Join(routes, ","),
-				"--presence-interval", "1s", "--rate-per-conn", "0", "--rate-per-user", "0"}, top.common...)
-			args = append(args, dbArgs...)
-			if sec != nil {
-				args = append(args, sec.gatewayNATSArgs()...)
-			}
-			gws = append(gws, startProc(t, hosts[g], "/readyz", args...))
 		}
-		top.gateways = append(top.gateways, gws)
-		top.natsURLs = append(top.natsURLs, natsURLs)
-		px := startProxy(t, redisAddr)
-		top.redis = append(top.redis, px)
-		args := append([]string{"bridge", "--nats-url", strings.Join(natsURLs, ","), "--region", region,
-			"--redis-url", "redis://" + px.Addr() + "/0", "--repair-delay", "1s"}, top.common[:4]...)
-		if sec != nil {
-			args[6] = "rediss://natter@" + px.Addr() + "/0"
-			args = append(args, sec.bridgeArgs()...)
-			args = append(args, sec.kafkaArgs()...)
-		} else if r == 0 {
-			// region0's bridge reaches Kafka only through a proxy: the
-			// broker's second listener advertises the proxy's address.
-			top.kafka = startProxyOn(t, service(t, "NATTER_TEST_KAFKA_VIA_PROXY"), service(t, "NATTER_TEST_KAFKA_PROXIED"))
-			args[len(args)-3] = top.kafka.Addr() // --kafka-brokers
-		}
-		top.bridges = append(top.bridges, startProc(t, "127.0.0.1", "/readyz", args...))
+	})
+	run, err := topo.Start(context.Background(), procs, topo.Options{Bin: natterBin, Env: childEnv(), OneByOne: true})
+	if err != nil {
+		t.Fatalf("start the topology: %v", err)
 	}
-	pgHost := strings.SplitN(strings.SplitN(dbArgs[1], "@", 2)[1], "/", 2)
-	top.pg = startProxy(t, pgHost[0])
-	dbArgs[1] = strings.Replace(dbArgs[1], pgHost[0], top.pg.Addr(), 1)
-	top.persister = startProc(t, "127.0.0.1", "/readyz", append(append([]string{"persister"}, dbArgs...), top.common...)...)
+	t.Cleanup(func() {
+		ctx, cancel := timeout(30 * time.Second)
+		defer cancel()
+		if err := run.Stop(ctx); err != nil {
+			t.Errorf("stop the topology: %v", err)
+		}
+	})
+	top.adopt(t, run)
 	return top
+}
+
+// tune gives p the suite's own settings and output, and puts the links
+// the fault tests break behind proxies.
+func (top *topology) tune(t *testing.T, p *topo.Proc, sec *secureLinks) {
+	p.Output = &syncBuffer{}
+	switch p.Role {
+	case topo.Gateway:
+		p.Flags.Add(topo.Pairs("--presence-interval", "1s", "--rate-per-conn", "0", "--rate-per-user", "0"))
+	case topo.Bridge:
+		p.Flags.Set("repair-delay", "1s")
+		top.redis = append(top.redis, proxyLink(t, &p.Flags, "redis-url"))
+		if sec == nil && p.Region == 0 {
+			// The first region's bridge reaches Kafka only through a
+			// proxy: the broker's second listener advertises the proxy's
+			// address.
+			top.kafka = startProxyOn(t, service(t, "NATTER_TEST_KAFKA_VIA_PROXY"), service(t, "NATTER_TEST_KAFKA_PROXIED"))
+			p.Flags.Set("kafka-brokers", top.kafka.Addr())
+		}
+	case topo.Persister:
+		top.pg = proxyLink(t, &p.Flags, "database-url")
+	}
+}
+
+// adopt lists run's processes by role and region.
+func (top *topology) adopt(t *testing.T, run *topo.Topology) {
+	top.gateways, top.natsURLs = make([][]*proc, len(top.routes)), make([][]string, len(top.routes))
+	for r := range top.routes {
+		top.regions = append(top.regions, topo.RegionName(r))
+	}
+	for _, m := range run.Members() {
+		p := newProc(t, m.Process, m.Addr, m.Output.(*syncBuffer))
+		switch m.Role {
+		case topo.Gateway:
+			top.gateways[m.Region] = append(top.gateways[m.Region], p)
+			top.natsURLs[m.Region] = append(top.natsURLs[m.Region], "nats://"+m.Flags.Get("nats-addr"))
+		case topo.Bridge:
+			top.bridges = append(top.bridges, p)
+		case topo.Persister:
+			top.persister = p
+		}
+	}
+}
+
+// proxyLink puts a proxy in front of the host:port of the URL in flag
+// name, and returns it.
+func proxyLink(t *testing.T, fs *topo.Flags, name string) *proxy {
+	t.Helper()
+	raw := fs.Get(name)
+	u, err := url.Parse(raw)
+	if err != nil || u.Host == "" {
+		t.Fatalf("--%s %q: no host to put a proxy in front of (%v)", name, raw, err)
+	}
+	px := startProxy(t, u.Host)
+	fs.Set(name, strings.Replace(raw, u.Host, px.Addr(), 1))
+	return px
 }
 
 func (top *topology) all() []*proc {

@@ -89,11 +89,14 @@ func (s *secureLinks) gatewayNATSArgs() []string {
 		"--nats-password-file", s.natsPassword, "--nats-cluster-password-file", s.natsRoutePassword}
 }
 
-// bridgeArgs are a bridge's NATS and Redis flags (its Kafka flags are
-// kafkaArgs).
-func (s *secureLinks) bridgeArgs() []string {
-	return []string{"--nats-ca-file", s.natsCA, "--nats-password-file", s.natsPassword,
-		"--redis-ca-file", s.servicesCA, "--redis-password-file", s.redisPW}
+// bridgeNATSArgs are a bridge's NATS flags.
+func (s *secureLinks) bridgeNATSArgs() []string {
+	return []string{"--nats-ca-file", s.natsCA, "--nats-password-file", s.natsPassword}
+}
+
+// redisArgs are a bridge's Redis flags besides --redis-url.
+func (s *secureLinks) redisArgs() []string {
+	return []string{"--redis-ca-file", s.servicesCA, "--redis-password-file", s.redisPW}
 }
 
 // freshTLSDatabase creates an empty database owned by the services' TLS
@@ -198,7 +201,7 @@ func attackNATS(t *testing.T, top *topology, sec *secureLinks) error {
 		return err
 	}
 	// A rogue NATS server with a certificate of another CA tries to join
-	// region0's routes: the gateways keep only their own routes.
+	// the first region's routes: the gateways keep only their own routes.
 	before := routesOf(t, top.gateways[0])
 	cert, key, err := otherCA.IssueFiles(other, "rogue", "127.0.0.1", "127.0.0.40")
 	if err != nil {
@@ -208,7 +211,7 @@ func attackNATS(t *testing.T, top *topology, sec *secureLinks) error {
 	for _, px := range top.routes[0] {
 		routes = append(routes, "nats://"+px.Addr())
 	}
-	rogue := startProc(t, "127.0.0.40", "/healthz", "gateway", "--open", "--id", "rogue", "--region", "region0",
+	rogue := startProc(t, "127.0.0.40", "/healthz", "gateway", "--open", "--id", "rogue", "--region", top.regions[0],
 		"--nats-addr", freeAddrOn(t, "127.0.0.40"), "--nats-cluster-addr", freeAddrOn(t, "127.0.0.40"), "--nats-routes", strings.Join(routes, ","),
 		"--nats-cert-file", cert, "--nats-key-file", key, "--nats-ca-file", filepath.Join(other, "ca.pem"),
 		"--nats-cluster-password-file", sec.natsRoutePassword,
@@ -227,7 +230,7 @@ func attackNATS(t *testing.T, top *topology, sec *secureLinks) error {
 		}
 	}
 	if after := routesOf(t, top.gateways[0]); after != before {
-		return fmt.Errorf("region0's routes went from %v to %v while a rogue server tried to join", before, after)
+		return fmt.Errorf("%s's routes went from %v to %v while a rogue server tried to join", top.regions[0], before, after)
 	}
 	return nil
 }
