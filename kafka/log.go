@@ -79,7 +79,7 @@ func (l *Log) Start(ctx context.Context, room string, since natter.ID) (Position
 			committed = b.Offset
 		}
 	}
-	byTime, err := l.client.GetOffset(l.topic, p, since.Time().Add(-seekMargin).UnixMilli())
+	byTime, err := l.client.GetOffset(l.topic, p, seekTime(since.Time().Add(-seekMargin)))
 	if err != nil {
 		return Position{}, fmt.Errorf("kafka: offset by time in %s/%d: %w", l.topic, p, err)
 	}
@@ -91,6 +91,12 @@ func (l *Log) Start(ctx context.Context, room string, since natter.ID) (Position
 	}
 	return Position{Partition: p, Offset: max(committed, byTime)}, nil
 }
+
+// seekTime is t as a timestamp to seek by. Kafka reserves negative
+// timestamps for its special offsets (-1 newest, -2 oldest, …) and refuses
+// others, so a time before 1970 — the zero id's, "the whole room", less
+// seekMargin — seeks from the first record.
+func seekTime(t time.Time) int64 { return max(t.UnixMilli(), 0) }
 
 // Read returns room's messages with ids after since from pos up to the end
 // of the partition as it is when Read starts, at most limit of them; more

@@ -39,7 +39,7 @@ func (l *Log) Ranges(from int64, since time.Time) ([]Range, error) {
 		start := oldest
 		switch {
 		case !since.IsZero():
-			if start, err = l.client.GetOffset(l.topic, p, since.UnixMilli()); err != nil {
+			if start, err = l.client.GetOffset(l.topic, p, seekTime(since)); err != nil {
 				return nil, fmt.Errorf("kafka: offset by time in %s/%d: %w", l.topic, p, err)
 			}
 			if start < 0 {
