@@ -103,19 +103,39 @@ func (b *Bridge) Run(ctx context.Context) error {
 	}
 	b.log.Info("bridge ready", "subject", natter.SubjectDurable, "queue", natter.QueueBridge)
 	<-ctx.Done()
-	// Drain: stop receiving, finish what was received.
-	if err := sub.Drain(); err != nil {
-		b.log.Warn("bridge drain", "err", err)
-	}
-	// Without a NATS connection the drain cannot finish (and replies
-	// could not be sent anyway): then only the produce callbacks are
-	// waited for.
-	for deadline := time.Now().Add(10 * time.Second); sub.IsValid() && b.cfg.NATS.IsConnected() && time.Now().Before(deadline); {
-		time.Sleep(10 * time.Millisecond) // Drain has no completion channel
-	}
+	b.drain(sub)
 	b.inflight.Wait()
 	b.log.Info("bridge stopped")
 	return nil
+}
+
+// drainWait bounds how long a stopping bridge waits for the requests it
+// received to be handled.
+const drainWait = 10 * time.Second
+
+// drain stops receiving and waits until what was received is handled: the
+// subscription closes when its last message is. Without a NATS connection
+// the drain cannot finish (and replies could not be sent anyway): then it
+// waits no longer, and only the produce callbacks are waited for.
+func (b *Bridge) drain(sub *nats.Subscription) {
+	closed := sub.StatusChanged(nats.SubscriptionClosed)
+	lost := b.cfg.NATS.StatusChanged(nats.DISCONNECTED, nats.RECONNECTING, nats.CLOSED)
+	defer b.cfg.NATS.RemoveStatusListener(lost)
+	if err := sub.Drain(); err != nil {
+		b.log.Warn("bridge drain", "err", err)
+		return
+	}
+	if !b.cfg.NATS.IsConnected() {
+		return
+	}
+	t := time.NewTimer(drainWait)
+	defer t.Stop()
+	select {
+	case <-closed:
+	case <-lost:
+	case <-t.C:
+		b.log.Warn("bridge drain: requests still unhandled", "after", drainWait)
+	}
 }
 
 func (b *Bridge) handle(m *nats.Msg) {
