@@ -83,17 +83,19 @@ type Federation struct {
 	mu   sync.Mutex
 	last map[string]uint64 // src → last sequence received
 
-	// injectMu makes "not seen yet → mark → publish" one step for both
-	// paths into the region (Redis and repair), so a sender's messages
-	// keep their order when some arrive one way and some the other.
-	injectMu sync.Mutex
+	// injectLocks make "not seen yet → mark → publish" one step per room
+	// for both paths into the region (Redis and repair), so a room's
+	// messages keep their order when some arrive one way and some the
+	// other, and a slow NATS write holds up its own room only.
+	injectLocks *natter.RoomLocks
 }
 
 // inject publishes another region's message into this region's NATS
 // unless it already arrived; it reports whether it did.
 func (f *Federation) inject(id, room string, frame []byte) (bool, error) {
-	f.injectMu.Lock()
-	defer f.injectMu.Unlock()
+	mu := f.injectLocks.Of(room)
+	mu.Lock()
+	defer mu.Unlock()
 	if !f.seen.add(id) {
 		return false, nil
 	}
@@ -118,7 +120,7 @@ func New(cfg Config) (*Federation, error) {
 	_, _ = rand.Read(b[:])
 	return &Federation{
 		cfg: cfg, src: cfg.Region + "-" + hex.EncodeToString(b[:]), log: cfg.Log.With("role", "federation", "region", cfg.Region),
-		seen: newSeenSet(10 * time.Minute), met: newFedMetrics(), last: map[string]uint64{},
+		seen: newSeenSet(10 * time.Minute), met: newFedMetrics(), last: map[string]uint64{}, injectLocks: natter.NewRoomLocks(),
 		out: make(chan envelope, 1<<16),
 	}, nil
 }

@@ -4,9 +4,10 @@
 // fan-out at once, hands them to a bridge for the durable log, and acks a
 // sender once the log has its message.
 //
-// Lock order: hub.mu, then room.mu, then conn.mu. Gateway.pubMu is taken
-// before durable.mu; durable.mu and admission.mu are never held while
-// taking another.
+// Lock order: room.mu, then hub.mu; room.mu, then conn.mu. hub.mu is never
+// held while taking a room's lock or writing to NATS. A room's send lock
+// (Gateway.sendLocks) is taken before durable.mu; durable.mu and
+// admission.mu are never held while taking another.
 package gateway
 
 import (
@@ -176,10 +177,14 @@ type Gateway struct {
 	adm     *admission
 	sec     *secMetrics
 
-	pubMu    sync.Mutex // orders id stamping with live publishing
-	mu       sync.Mutex
-	draining bool
-	conns    sync.WaitGroup
+	// sendLocks order id stamping with live publishing, per room: a
+	// room's messages go out in id order, and a slow NATS write holds
+	// up the sends of its own room (and the few that share its lock),
+	// not every room's.
+	sendLocks *natter.RoomLocks
+	mu        sync.Mutex
+	draining  bool
+	conns     sync.WaitGroup
 
 	// live holds the open connections, for shutdown to close them (a
 	// set costs a connection less than a context hook of its own).
@@ -233,7 +238,8 @@ func New(cfg Config) (*Gateway, error) {
 	met, sec := newMetrics(), newSecMetrics()
 	g := &Gateway{
 		cfg: cfg, log: log, met: met, ids: natter.NewIDGen(nil), adm: newAdmission(cfg.Limits), sec: sec,
-		durable: newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, cfg.Limits.MaxPendingBytes, log, met),
+		sendLocks: natter.NewRoomLocks(),
+		durable:   newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, cfg.Limits.MaxPendingBytes, log, met),
 	}
 	for _, c := range g.Collectors() {
 		if err := cfg.Registry.Register(c); err != nil {
@@ -416,13 +422,15 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 	if draining {
 		return errDraining
 	}
+	// Stamping and publishing under the room's lock makes this gateway's
+	// messages reach every member in id order; a retry's cid is looked up
+	// under it too, so two copies of one retry make one message.
+	mu := g.sendLocks.Of(room)
+	mu.Lock()
+	defer mu.Unlock()
 	if cid != "" && g.durable.lookup(natter.CIDKey(user, room, cid), ack) {
 		return nil
 	}
-	// Stamping and publishing under one lock makes this gateway's messages
-	// reach every member in id order.
-	g.pubMu.Lock()
-	defer g.pubMu.Unlock()
 	id := g.ids.Next()
 	msg := natter.Message{ID: id.String(), Room: room, User: user, Body: body, TS: id.Time().UnixMilli(), Region: g.cfg.Region, CID: cid}
 	p, err := g.durable.reserve(msg, ack, retry)
@@ -444,12 +452,13 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 }
 
 // pendingLive returns room's messages this gateway sent live and has not
-// seen durable. Under pubMu: a message reserved is also published live
-// before anyone can see it here, so a resume that returns it holds its
-// live copy too, and drops it.
+// seen durable. Under the room's send lock: a message reserved is also
+// published live before anyone can see it here, so a resume that returns
+// it holds its live copy too, and drops it.
 func (g *Gateway) pendingLive(room string) []natter.Message {
-	g.pubMu.Lock()
-	defer g.pubMu.Unlock()
+	mu := g.sendLocks.Of(room)
+	mu.Lock()
+	defer mu.Unlock()
 	return g.durable.pendingMsgs(room)
 }
 

@@ -8,6 +8,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"maps"
 	"slices"
@@ -58,9 +59,14 @@ type remoteGW struct {
 
 type room struct {
 	name string
-	sub  *nats.Subscription
+	// ready is closed once the room is followed on NATS (sub set) or
+	// failed to be (err set); it is in the hub's map from before.
+	ready chan struct{}
+	sub   *nats.Subscription
+	err   error
 
 	mu     sync.RWMutex
+	closed bool // emptied and out of the hub's map: a join follows the room anew
 	conns  map[*conn]struct{}
 	users  map[string]int       // local connections per user
 	remote map[string]*remoteGW // other gateways' members
@@ -111,7 +117,11 @@ type hub struct {
 	heard     chan struct{}
 	heardOnce sync.Once
 
-	mu    sync.Mutex // guards rooms; taken before room.mu
+	// mu guards rooms. It is never held while waiting for a room's lock
+	// or for NATS: a room that empties leaves the map under its own lock
+	// (room.mu, then mu), and a new room is followed on NATS after it
+	// is in the map, outside mu.
+	mu    sync.Mutex
 	rooms map[string]*room
 
 	// retainFrom (Unix nanoseconds, 0 = off) keeps every id a room
@@ -157,24 +167,18 @@ func (h *hub) run(ctx context.Context) {
 
 // join adds c to room and returns the members.
 func (h *hub) join(c *conn, name string) ([]string, error) {
-	h.mu.Lock()
-	r := h.rooms[name]
-	if r == nil {
-		r = &room{name: name, conns: make(map[*conn]struct{}), users: make(map[string]int), remote: make(map[string]*remoteGW), keep: &h.retainFrom}
-		sub, err := h.nc.Subscribe(natter.RoomWildcard(name), r.onNATS(h))
-		if err != nil {
-			h.mu.Unlock()
-			return nil, err
-		}
-		// Fan-out is fast; the limit only guards memory if it stalls.
-		_ = sub.SetPendingLimits(1<<16, 64<<20)
-		r.sub = sub
-		h.rooms[name] = r
-		h.met.rooms.Set(float64(len(h.rooms)))
-		// Learn who is on the other gateways.
-		h.publishEvent(name, event{T: eventSync, GW: h.gwID})
+	r, err := h.follow(name)
+	if err != nil {
+		return nil, err
 	}
 	r.mu.Lock()
+	for r.closed { // emptied since: follow the room anew
+		r.mu.Unlock()
+		if r, err = h.follow(name); err != nil {
+			return nil, err
+		}
+		r.mu.Lock()
+	}
 	first := r.users[c.user] == 0
 	if first {
 		r.changingLocked(c.user)
@@ -184,25 +188,66 @@ func (h *hub) join(c *conn, name string) ([]string, error) {
 	members := r.joinedLocked(c)
 	r.conns[c] = struct{}{}
 	r.mu.Unlock()
-	h.mu.Unlock()
 	if first {
 		h.publishEvent(name, event{T: eventJoin, User: c.user, GW: h.gwID})
 	}
 	return members, nil
 }
 
+// follow returns the room named name, in the hub's map. A new room is
+// subscribed to on NATS, and announced, outside the hub's lock: a slow
+// NATS write holds up the joins of this room only.
+func (h *hub) follow(name string) (*room, error) {
+	h.mu.Lock()
+	r := h.rooms[name]
+	if r != nil {
+		h.mu.Unlock()
+		<-r.ready
+		return r, r.err
+	}
+	r = &room{name: name, ready: make(chan struct{}), conns: make(map[*conn]struct{}), users: make(map[string]int), remote: make(map[string]*remoteGW), keep: &h.retainFrom}
+	h.rooms[name] = r
+	h.met.rooms.Set(float64(len(h.rooms)))
+	h.mu.Unlock()
+	defer close(r.ready)
+	sub, err := h.nc.Subscribe(natter.RoomWildcard(name), r.onNATS(h))
+	if err != nil {
+		r.err = fmt.Errorf("follow room %s: %w", name, err)
+		r.mu.Lock()
+		r.closed = true
+		h.forget(r)
+		r.mu.Unlock()
+		return nil, r.err
+	}
+	// Fan-out is fast; the limit only guards memory if it stalls.
+	_ = sub.SetPendingLimits(1<<16, 64<<20)
+	r.sub = sub
+	// Learn who is on the other gateways.
+	h.publishEvent(name, event{T: eventSync, GW: h.gwID})
+	return r, nil
+}
+
+// forget takes r out of the hub's map. r.mu held.
+func (h *hub) forget(r *room) {
+	h.mu.Lock()
+	if h.rooms[r.name] == r {
+		delete(h.rooms, r.name)
+		h.met.rooms.Set(float64(len(h.rooms)))
+	}
+	h.mu.Unlock()
+}
+
 // leave removes c from room.
 func (h *hub) leave(c *conn, name string) {
 	h.mu.Lock()
 	r := h.rooms[name]
+	h.mu.Unlock()
 	if r == nil {
-		h.mu.Unlock()
 		return
 	}
 	r.mu.Lock()
 	if _, ok := r.conns[c]; !ok {
 		r.mu.Unlock()
-		h.mu.Unlock()
 		return
 	}
 	delete(r.conns, c)
@@ -220,13 +265,14 @@ func (h *hub) leave(c *conn, name string) {
 		r.pres.timer.Stop() // nobody here to tell
 		r.pres.timer = nil
 	}
+	if empty {
+		r.closed = true
+		h.forget(r)
+	}
 	r.mu.Unlock()
 	if empty {
 		_ = r.sub.Unsubscribe()
-		delete(h.rooms, name)
-		h.met.rooms.Set(float64(len(h.rooms)))
 	}
-	h.mu.Unlock()
 	if last {
 		h.publishEvent(name, event{T: eventLeave, User: c.user, GW: h.gwID})
 	}
