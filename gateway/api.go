@@ -74,9 +74,9 @@ func (g *Gateway) ready(ctx context.Context) (bool, map[string]string) {
 		res["gateway"] = "shutting down"
 	}
 	g.mu.Unlock()
-	if !g.cfg.NATS.IsConnected() {
+	if which := g.nats.down(); which != "" {
 		ok = false
-		res["nats"] = "not connected"
+		res["nats"] = "not connected (" + which + ")"
 	} else {
 		res["nats"] = "ok"
 	}

@@ -63,7 +63,7 @@ type cidEntry struct {
 }
 
 type durable struct {
-	nc           *nats.Conn
+	nats         *natsConns
 	reply        string
 	log          *slog.Logger
 	met          *metrics
@@ -83,9 +83,9 @@ type durable struct {
 	cids *expiring.Set[string, *cidEntry]
 }
 
-func newDurable(nc *nats.Conn, gatewayID string, maxPending, maxPendingBytes int, log *slog.Logger, met *metrics) *durable {
+func newDurable(conns *natsConns, gatewayID string, maxPending, maxPendingBytes int, log *slog.Logger, met *metrics) *durable {
 	return &durable{
-		nc: nc, reply: "natter.gw." + gatewayID + ".durable", log: log, met: met,
+		nats: conns, reply: "natter.gw." + gatewayID + ".durable", log: log, met: met,
 		maxPend: maxPending, maxPendBytes: maxPendingBytes,
 		pending: make(map[string]*pendingSend),
 		cids:    expiring.New(4*maxPending, func(_ string, e *cidEntry) bool { return e.p != nil }),
@@ -102,7 +102,7 @@ func closedChan() chan struct{} {
 // run receives bridge replies and re-sends unanswered requests until ctx
 // ends.
 func (d *durable) run(ctx context.Context) error {
-	sub, err := d.nc.Subscribe(d.reply, d.onReply)
+	sub, err := d.nats.ctl.Subscribe(d.reply, d.onReply)
 	if err != nil {
 		return err
 	}
@@ -180,7 +180,8 @@ func (d *durable) reserve(msg natter.Message, ack ackFunc, liveAfter bool) (*pen
 }
 
 func (d *durable) publish(p *pendingSend) {
-	if err := d.nc.PublishRequest(natter.SubjectDurable, d.reply, p.data); err != nil {
+	// On the room's connection, after the live copy (accept).
+	if err := d.nats.room(p.msg.Room).PublishRequest(natter.SubjectDurable, d.reply, p.data); err != nil {
 		d.log.Warn("durable request", "id", p.msg.ID, "err", err)
 	}
 }
@@ -232,7 +233,7 @@ func (d *durable) onReply(m *nats.Msg) {
 		// live delivery) get it now.
 		live := p.msg
 		live.ID, live.TS = id, ts
-		if err := d.nc.Publish(natter.MsgSubject(live.Room), protocol.EncodeMsg(live)); err != nil {
+		if err := d.nats.room(live.Room).Publish(natter.MsgSubject(live.Room), protocol.EncodeMsg(live)); err != nil {
 			d.log.Warn("live publish", "room", live.Room, "id", live.ID, "err", err)
 		}
 	}

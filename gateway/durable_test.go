@@ -26,7 +26,7 @@ func testMsg(g *natter.IDGen, body string) natter.Message {
 func TestPendingIsBoundedByCountAndBytes(t *testing.T) {
 	nc := natstest.Conn(t)
 	g := natter.NewIDGen(nil)
-	byCount := newDurable(nc, "gw", 10, 1<<20, slog.Default(), newMetrics())
+	byCount := newDurable(oneConn(nc), "gw", 10, 1<<20, slog.Default(), newMetrics())
 	for i := 0; i < 10; i++ {
 		if _, err := byCount.reserve(testMsg(g, "hi"), nil, false); err != nil {
 			t.Fatalf("submit %d: %v", i, err)
@@ -35,7 +35,7 @@ func TestPendingIsBoundedByCountAndBytes(t *testing.T) {
 	if _, err := byCount.reserve(testMsg(g, "hi"), nil, false); !errors.Is(err, errBusy) {
 		t.Fatalf("11th submit: %v, want errBusy", err)
 	}
-	byBytes := newDurable(nc, "gw", 1000, 10_000, slog.Default(), newMetrics())
+	byBytes := newDurable(oneConn(nc), "gw", 1000, 10_000, slog.Default(), newMetrics())
 	big := strings.Repeat("x", 3000)
 	n := 0
 	for ; n < 10; n++ {
@@ -52,7 +52,7 @@ func TestPendingIsBoundedByCountAndBytes(t *testing.T) {
 // canonical id when the bridge found an earlier write of the same cid.
 func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
 	nc := natstest.Conn(t)
-	d := newDurable(nc, "gw", 100, 1<<20, slog.Default(), newMetrics())
+	d := newDurable(oneConn(nc), "gw", 100, 1<<20, slog.Default(), newMetrics())
 	g := natter.NewIDGen(nil)
 	first := testMsg(g, "hi")
 	acks := make(chan string, 4)
@@ -89,7 +89,7 @@ func TestReplyAcksWaitersWithTheCanonicalID(t *testing.T) {
 // bridge reply that fails it.
 func pendingAndFailure(t *testing.T) (*durable, *pendingSend, *nats.Msg) {
 	t.Helper()
-	d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
+	d := newDurable(oneConn(nil), "gw", 10, 1<<20, slog.Default(), newMetrics())
 	msg := testMsg(natter.NewIDGen(nil), "hi")
 	p, err := d.reserve(msg, nil, false)
 	if err != nil {
@@ -125,7 +125,7 @@ func TestFailureRepliesBackOff(t *testing.T) {
 // A client retrying a pending message again and again adds at most
 // maxWaiters acks to it, keeping the newest.
 func TestRetriesOfAPendingMessageKeepTheNewestWaiters(t *testing.T) {
-	d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
+	d := newDurable(oneConn(nil), "gw", 10, 1<<20, slog.Default(), newMetrics())
 	g := natter.NewIDGen(nil)
 	msg := testMsg(g, "hi")
 	var acked []int
@@ -150,7 +150,7 @@ func TestRetriesOfAPendingMessageKeepTheNewestWaiters(t *testing.T) {
 // it, so that a client's retry joins it instead of making a second message
 // under another id.
 func TestPendingCIDsOutliveTheCap(t *testing.T) {
-	d := newDurable(nil, "gw", 4, 1<<20, slog.Default(), newMetrics()) // remembers 16 cids
+	d := newDurable(oneConn(nil), "gw", 4, 1<<20, slog.Default(), newMetrics()) // remembers 16 cids
 	g := natter.NewIDGen(nil)
 	first := testMsg(g, "first")
 	if _, err := d.reserve(first, nil, false); err != nil {
@@ -196,7 +196,7 @@ func TestSoonMakesPendingMessagesDueNow(t *testing.T) {
 // The drain's wait ends when the last pending message is acked, and at
 // its deadline otherwise, saying how many are left.
 func TestWaitEmptyEndsWithTheLastAck(t *testing.T) {
-	d := newDurable(nil, "gw", 10, 1<<20, slog.Default(), newMetrics())
+	d := newDurable(oneConn(nil), "gw", 10, 1<<20, slog.Default(), newMetrics())
 	if n := d.waitEmpty(context.Background()); n != 0 {
 		t.Fatalf("nothing pending: waitEmpty = %d", n)
 	}

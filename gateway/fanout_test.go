@@ -24,7 +24,7 @@ import (
 func testGateway() *Gateway {
 	g := &Gateway{cfg: Config{Limits: DefaultLimits}, log: slog.New(slog.NewTextHandler(io.Discard, nil)), met: newMetrics()}
 	g.framePool.New = func() any { b := make([]byte, 0, frameBufSize); return &b }
-	g.hub = newHub(nil, "gw-test", "local", time.Second, nil, g.log, g.met)
+	g.hub = newHub(oneConn(nil), "gw-test", "local", time.Second, nil, g.log, g.met)
 	return g
 }
 

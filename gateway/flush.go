@@ -144,9 +144,13 @@ func (h *hub) onFlush(m *nats.Msg) {
 	if json.Unmarshal(m.Data, &req) != nil || req.GW == h.gwID || !natter.ValidRoom(req.Room) || !validInbox(req.Reply) {
 		return
 	}
+	// Answered on the room's connection: after the live copies of the
+	// messages it returns, which went out on it (accept), as the asker's
+	// held frames expect.
+	nc := h.nats.room(req.Room)
 	send := func(msgs []json.RawMessage, done bool) bool {
 		data, _ := json.Marshal(flushChunkOut{GW: h.gwID, Msgs: msgs, Done: done})
-		if err := h.nc.Publish(req.Reply, data); err != nil {
+		if err := nc.Publish(req.Reply, data); err != nil {
 			h.log.Warn("flush answer", "room", req.Room, "to", req.GW, "err", err)
 			return false
 		}
@@ -193,14 +197,17 @@ func (h *hub) flush(ctx context.Context, name string, skip map[string]struct{}) 
 	if len(waiting) == 0 {
 		return nil, nil
 	}
-	inbox := h.nc.NewRespInbox()
-	sub, err := h.nc.SubscribeSync(inbox)
+	// On the room's connection, which also carries its live messages: an
+	// answer arrives after the live copies of what it holds.
+	nc := h.nats.room(name)
+	inbox := nc.NewRespInbox()
+	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
 		return nil, err
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // best effort
 	req, _ := json.Marshal(flushRequest{Room: name, GW: h.gwID, Reply: inbox})
-	if err := h.nc.Publish(natter.SubjectFlush, req); err != nil {
+	if err := nc.Publish(natter.SubjectFlush, req); err != nil {
 		return nil, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, flushWait)

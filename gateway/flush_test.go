@@ -28,7 +28,7 @@ func twoHubs(t *testing.T, pendingB func(string) []natter.Message) (a, b *hub) {
 			t.Fatal(err)
 		}
 		t.Cleanup(nc.Close)
-		h := newHub(nc, id, "local", time.Second, pending, log, newMetrics())
+		h := newHub(oneConn(nc), id, "local", time.Second, pending, log, newMetrics())
 		if err := h.listen(); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +74,7 @@ func TestFlushReturnsTheOtherGatewaysPendingMessages(t *testing.T) {
 
 // With no other gateway in the region, a flush asks nobody.
 func TestFlushAloneAsksNobody(t *testing.T) {
-	h := newHub(nil, "gw", "local", time.Second, nil, nil, newMetrics())
+	h := newHub(oneConn(nil), "gw", "local", time.Second, nil, nil, newMetrics())
 	got, err := h.flush(context.Background(), "r", nil)
 	if err != nil || got != nil {
 		t.Fatalf("flush alone: %v, %v", got, err)

@@ -19,6 +19,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -129,6 +130,12 @@ type Config struct {
 	Region string
 	// NATS is the region's NATS connection; the gateway does not close it.
 	NATS *nats.Conn
+	// RoomConns are more connections to the same NATS server, which the
+	// gateway does not close either. Each room's traffic goes over one of
+	// them, chosen by the room name's hash, so a NATS write that blocks
+	// holds up the rooms of one connection, not all. Empty: NATS carries
+	// every room.
+	RoomConns []*nats.Conn
 	// History and DurableLog serve history and resume.
 	History    History
 	DurableLog DurableLog
@@ -167,6 +174,7 @@ type Config struct {
 // Gateway is one gateway process's edge.
 type Gateway struct {
 	cfg     Config
+	nats    *natsConns
 	log     *slog.Logger
 	met     *metrics
 	hub     *hub
@@ -199,6 +207,9 @@ type Gateway struct {
 
 // New checks cfg and builds a gateway; Serve or Run starts it.
 func New(cfg Config) (*Gateway, error) {
+	if slices.Contains(cfg.RoomConns, nil) {
+		return nil, errors.New("gateway: a room connection is nil")
+	}
 	if cfg.NATS == nil || cfg.History == nil || cfg.DurableLog == nil {
 		return nil, errors.New("gateway: NATS, History and DurableLog are required")
 	}
@@ -236,17 +247,18 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Registry = prometheus.NewRegistry()
 	}
 	met, sec := newMetrics(), newSecMetrics()
-	g := &Gateway{
+	conns := newNATSConns(cfg.NATS, cfg.RoomConns)
+	g := &Gateway{nats: conns,
 		cfg: cfg, log: log, met: met, ids: natter.NewIDGen(nil), adm: newAdmission(cfg.Limits), sec: sec,
 		sendLocks: natter.NewRoomLocks(),
-		durable:   newDurable(cfg.NATS, cfg.ID, cfg.Limits.MaxPending, cfg.Limits.MaxPendingBytes, log, met),
+		durable:   newDurable(conns, cfg.ID, cfg.Limits.MaxPending, cfg.Limits.MaxPendingBytes, log, met),
 	}
 	for _, c := range g.Collectors() {
 		if err := cfg.Registry.Register(c); err != nil {
 			return nil, fmt.Errorf("gateway: metrics: %w", err)
 		}
 	}
-	g.hub = newHub(cfg.NATS, cfg.ID, cfg.Region, cfg.PresenceInterval, g.pendingLive, log, met)
+	g.hub = newHub(conns, cfg.ID, cfg.Region, cfg.PresenceInterval, g.pendingLive, log, met)
 	if cfg.Links != nil {
 		g.hub.reach = gapReach(cfg.LinkTimeout)
 	}
@@ -441,7 +453,7 @@ func (g *Gateway) accept(user, room, cid, body string, retry bool, ack ackFunc) 
 	if !retry {
 		// Live first, then the durable hop: a message in the log always
 		// went out live (on the same NATS connection, in that order).
-		if err := g.cfg.NATS.Publish(natter.MsgSubject(room), protocol.EncodeMsg(msg)); err != nil {
+		if err := g.nats.room(room).Publish(natter.MsgSubject(room), protocol.EncodeMsg(msg)); err != nil {
 			// Live delivery failed; the message still goes to the log and
 			// reaches members through resume.
 			g.log.Warn("live publish", "room", room, "id", msg.ID, "err", err)

@@ -101,7 +101,8 @@ func (r *room) seen(id string, now time.Time) bool {
 }
 
 type hub struct {
-	nc       *nats.Conn
+	nats     *natsConns
+	nc       *nats.Conn // nats.ctl
 	gwID     string
 	region   string
 	log      *slog.Logger
@@ -135,8 +136,8 @@ type hub struct {
 	reach time.Duration
 }
 
-func newHub(nc *nats.Conn, gwID, region string, interval time.Duration, pendingOf func(string) []natter.Message, log *slog.Logger, met *metrics) *hub {
-	return &hub{nc: nc, gwID: gwID, region: region, interval: interval, pendingOf: pendingOf, log: log, met: met,
+func newHub(conns *natsConns, gwID, region string, interval time.Duration, pendingOf func(string) []natter.Message, log *slog.Logger, met *metrics) *hub {
+	return &hub{nats: conns, nc: conns.ctl, gwID: gwID, region: region, interval: interval, pendingOf: pendingOf, log: log, met: met,
 		rooms: make(map[string]*room), peers: make(map[string]time.Time), heard: make(chan struct{})}
 }
 
@@ -210,7 +211,7 @@ func (h *hub) follow(name string) (*room, error) {
 	h.met.rooms.Set(float64(len(h.rooms)))
 	h.mu.Unlock()
 	defer close(r.ready)
-	sub, err := h.nc.Subscribe(natter.RoomWildcard(name), r.onNATS(h))
+	sub, err := h.nats.room(name).Subscribe(natter.RoomWildcard(name), r.onNATS(h))
 	if err != nil {
 		r.err = fmt.Errorf("follow room %s: %w", name, err)
 		r.mu.Lock()
@@ -324,7 +325,7 @@ func (h *hub) typing(name, user string) {
 func (h *hub) publishEvent(name string, e event) {
 	e.Region = h.region
 	data, _ := json.Marshal(e)
-	if err := h.nc.Publish(natter.EventSubject(name), data); err != nil {
+	if err := h.nats.room(name).Publish(natter.EventSubject(name), data); err != nil {
 		h.log.Warn("publish event", "room", name, "err", err)
 	}
 }

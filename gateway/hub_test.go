@@ -16,7 +16,7 @@ import (
 func TestConcurrentJoinsAndLeavesKeepTheHubExact(t *testing.T) {
 	nc := natstest.Conn(t)
 	g := testGateway()
-	g.hub = newHub(nc, "gw-test", "local", time.Second, nil, g.log, g.met)
+	g.hub = newHub(oneConn(nc), "gw-test", "local", time.Second, nil, g.log, g.met)
 	before := nc.NumSubscriptions()
 	pairs := dialPairs(t, g, 8)
 	for i, p := range pairs {

@@ -291,7 +291,7 @@ func TestPresenceStaleTimerLeavesTheNextBatch(t *testing.T) {
 // BenchmarkRemoteRoomFill fills a room with 5,000 members of another
 // gateway, one join event each, as a gateway following the room sees it.
 func BenchmarkRemoteRoomFill(b *testing.B) {
-	h := newHub(nil, "gw-a", "local", time.Second, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
+	h := newHub(oneConn(nil), "gw-a", "local", time.Second, nil, slog.New(slog.NewTextHandler(io.Discard, nil)), newMetrics())
 	const members = 5000
 	events := make([][]byte, members)
 	for i := range events {

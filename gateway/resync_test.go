@@ -283,7 +283,7 @@ func TestLinkListingErrorIsNotALoss(t *testing.T) {
 // While a gap is open a room keeps the ids it delivered since the gap's
 // start past dedupWindow, so a resync does not deliver them again.
 func TestSeenKeepsIDsWhileAGapIsOpen(t *testing.T) {
-	h := newHub(nil, "gw", "local", time.Second, nil, nil, newMetrics())
+	h := newHub(oneConn(nil), "gw", "local", time.Second, nil, nil, newMetrics())
 	r := &room{name: "r", keep: &h.retainFrom}
 	t0 := time.Now()
 	h.retain(t0.Add(gapMargin)) // keeps what arrived from t0 on

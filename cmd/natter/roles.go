@@ -305,13 +305,14 @@ type gatewayServer struct {
 	ns    *embedded.NATS
 	ready func(addr string)
 
-	store   *lazyStore
-	klog    *kafkaLog
-	storeUp chan struct{} // closed once store is up
-	logUp   chan struct{} // closed once klog is up
-	conn    *nats.Conn    // the gateway's own
-	reg     *prometheus.Registry
-	links   func() ([]gateway.Link, error) // set by exportNATS
+	store     *lazyStore
+	klog      *kafkaLog
+	storeUp   chan struct{} // closed once store is up
+	logUp     chan struct{} // closed once klog is up
+	conn      *nats.Conn    // the gateway's own
+	roomConns []*nats.Conn  // its rooms' (gateway.Config.RoomConns)
+	reg       *prometheus.Registry
+	links     func() ([]gateway.Link, error) // set by exportNATS
 	// errs receives the backend roles' ends; the first stops the gateway.
 	errs chan error
 }
@@ -330,9 +331,21 @@ func (m *Main) newGatewayServer(ctx context.Context, st *stack, log *slog.Logger
 		return nil, err
 	}
 	s.conn = conn
+	for i := range roomConns {
+		rc, err := s.connect(fmt.Sprintf("gateway-rooms-%d", i+1))
+		if err != nil {
+			return nil, err
+		}
+		s.roomConns = append(s.roomConns, rc)
+	}
 	s.reg = newRegistry()
 	return s, nil
 }
+
+// roomConns is how many in-process NATS connections carry a gateway's
+// rooms beside its own: a NATS write that blocks holds up a quarter of
+// the rooms, not all of them.
+const roomConns = 4
 
 // connect opens an in-process connection named name to the NATS server,
 // closed with the stack.
@@ -419,7 +432,7 @@ func (s *gatewayServer) runBackend(ctx context.Context, backend *sync.WaitGroup,
 func (s *gatewayServer) run(ctx context.Context) error {
 	g := s.g
 	gw, err := gateway.New(gateway.Config{
-		ID: *g.id, Region: *g.region, NATS: s.conn, History: s.store, DurableLog: s.klog,
+		ID: *g.id, Region: *g.region, NATS: s.conn, RoomConns: s.roomConns, History: s.store, DurableLog: s.klog,
 		Open: *g.open, Limits: g.sec.limits, Security: g.sec.security, Registry: s.reg, Web: web.Handler(), Log: s.log,
 		PresenceInterval: derefDuration(g.presenceInterval), Links: s.links, LinkTimeout: embedded.LinkTimeout,
 		Checks: map[string]func(context.Context) error{"postgres": s.store.ping, "kafka": s.klog.ping},
