@@ -14,3 +14,11 @@ export interface BackoffOptions {
 export declare const defaultBackoff: BackoffOptions;
 /** Returns the delay before retry number attempt (0 = the first). */
 export declare function backoffDelay(o: BackoffOptions, attempt: number, random?: () => number): number;
+/**
+ * The backoff for asking again after the server refused for now
+ * (`unavailable`, `internal`): it starts at first and grows like o, up to
+ * o.max (or first, if that is longer). Retrying a refused join or send at
+ * a fixed pace would have every client of a gateway whose stores are down
+ * ask again and again, each join a full resume.
+ */
+export declare function retryBackoff(o: BackoffOptions, first: number): BackoffOptions;

@@ -35,7 +35,13 @@ export interface ClientOptions {
     heartbeatTimeout?: number;
     /** Reconnect delays. */
     backoff?: Partial<BackoffOptions>;
-    /** Delay before resending a message the server could not take, ms. Default 1000. */
+    /**
+     * Delay before joining again or resending when the server refused for
+     * now (`unavailable`, `internal`), in ms. Default 1000. It grows like
+     * backoff (factor, jitter) with each refusal of the same join or
+     * message, up to backoff.max; a room's starts over once it is joined.
+     * A reconnect joins and resends at once.
+     */
     retryDelay?: number;
     /** At most one typing notice per room per this many ms. Default 2000. */
     typingInterval?: number;
@@ -226,5 +232,6 @@ export declare class NatterClient extends Emitter<ClientEvents> {
     private onPresence;
     private onError;
     private fail;
+    private retryIn;
     private later;
 }

@@ -3,7 +3,7 @@
 // with the last id it saw so nothing is missed, keeps every unacked message
 // in an outbox and resends it with the same cid until it is acked, and
 // detects a dead connection with an application-level heartbeat.
-import { backoffDelay, defaultBackoff } from "./backoff.js";
+import { backoffDelay, defaultBackoff, retryBackoff } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import { MAX_BODY_BYTES, ZERO_ID, overlapSince, parseFrames, validName, } from "./protocol.js";
 /** An error frame, or a call that could not complete. */
@@ -122,7 +122,7 @@ export class NatterClient extends Emitter {
         if (!r) {
             r = {
                 name: room, joined: false, empty: false, members: new Set(), seen: new RecentSet(SEEN_LIMIT),
-                cids: new Map(), joinWaiters: [], resumeLeft: 0, resumeMore: false, lastTyping: 0,
+                cids: new Map(), joinWaiters: [], resumeLeft: 0, resumeMore: false, lastTyping: 0, refusals: 0,
             };
             this.rooms.set(room, r);
             if (this.signedIn)
@@ -177,7 +177,7 @@ export class NatterClient extends Emitter {
         if (new TextEncoder().encode(body).length > MAX_BODY_BYTES) {
             throw new NatterError("invalid_body", `the message is longer than ${MAX_BODY_BYTES} bytes`);
         }
-        const e = { cid: newCID(), room, body, createdAt: Date.now(), state: "pending", sentOn: 0, ref: "" };
+        const e = { cid: newCID(), room, body, createdAt: Date.now(), state: "pending", sentOn: 0, ref: "", refusals: 0 };
         this.out.set(e.cid, e);
         const r = this.rooms.get(room);
         // Members stop showing "typing" when the message arrives; the next
@@ -409,6 +409,7 @@ export class NatterClient extends Emitter {
             return;
         const first = r.lastId === undefined && !r.empty;
         r.joined = true;
+        r.refusals = 0;
         r.members = new Set(f.members);
         r.resumeLeft = f.resumed ?? 0;
         r.resumeMore = !!f.more;
@@ -570,7 +571,10 @@ export class NatterClient extends Emitter {
                 if (!r)
                     return;
                 if (f.code === "unavailable" || f.code === "internal") {
-                    this.later(() => {
+                    // Each join is a full resume for the gateway: ask again later
+                    // and later while it keeps refusing. (A reconnect joins at once;
+                    // the pending retry goes with the old connection.)
+                    this.later(this.retryIn(r.refusals++), () => {
                         if (this.rooms.get(entry.room) === r && !r.joined)
                             this.sendJoin(r);
                     });
@@ -590,7 +594,7 @@ export class NatterClient extends Emitter {
                 if (!e)
                     return;
                 if (f.code === "unavailable" || f.code === "internal") {
-                    this.later(() => {
+                    this.later(this.retryIn(e.refusals++), () => {
                         if (this.out.get(e.cid) === e && this.rooms.get(e.room)?.joined)
                             this.sendOut(e);
                     });
@@ -620,11 +624,17 @@ export class NatterClient extends Emitter {
         e.state = "failed";
         this.emit("failed", { room: e.room, cid: e.cid, body: e.body, code, message });
     }
-    later(f) {
+    // retryIn is the wait before asking again after n refusals in a row (0
+    // = the first): retryDelay, growing like the reconnect backoff.
+    retryIn(n) {
+        return backoffDelay(retryBackoff(this.opts.backoff, this.opts.retryDelay), n, this.opts.random);
+    }
+    // later runs f after delay ms, unless the connection is lost first.
+    later(delay, f) {
         const t = setTimeout(() => {
             this.sendTimers.delete(t);
             f();
-        }, this.opts.retryDelay);
+        }, delay);
         this.sendTimers.add(t);
     }
 }

@@ -4,7 +4,7 @@
 // in an outbox and resends it with the same cid until it is acked, and
 // detects a dead connection with an application-level heartbeat.
 
-import { backoffDelay, defaultBackoff, type BackoffOptions } from "./backoff.js";
+import { backoffDelay, defaultBackoff, retryBackoff, type BackoffOptions } from "./backoff.js";
 import { Emitter } from "./emitter.js";
 import {
   MAX_BODY_BYTES,
@@ -49,7 +49,13 @@ export interface ClientOptions {
   heartbeatTimeout?: number;
   /** Reconnect delays. */
   backoff?: Partial<BackoffOptions>;
-  /** Delay before resending a message the server could not take, ms. Default 1000. */
+  /**
+   * Delay before joining again or resending when the server refused for
+   * now (`unavailable`, `internal`), in ms. Default 1000. It grows like
+   * backoff (factor, jitter) with each refusal of the same join or
+   * message, up to backoff.max; a room's starts over once it is joined.
+   * A reconnect joins and resends at once.
+   */
   retryDelay?: number;
   /** At most one typing notice per room per this many ms. Default 2000. */
   typingInterval?: number;
@@ -177,6 +183,7 @@ interface RoomState {
   resumeLeft: number; // resumed messages still to come after joined
   resumeMore: boolean;
   lastTyping: number;
+  refusals: number; // joins refused for now (unavailable, internal) since the last joined
 }
 
 interface HistoryRequest extends Waiter<HistoryPage> {
@@ -194,7 +201,7 @@ type RefEntry =
   | { kind: "send"; cid: string }
   | { kind: "history"; req: HistoryRequest };
 
-type OutEntry = Outgoing & { sentOn: number; ref: string; tries?: number };
+type OutEntry = Outgoing & { sentOn: number; ref: string; tries?: number; refusals: number };
 
 const OPEN = 1;
 const SEEN_LIMIT = 10_000;
@@ -299,7 +306,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     if (!r) {
       r = {
         name: room, joined: false, empty: false, members: new Set(), seen: new RecentSet(SEEN_LIMIT),
-        cids: new Map(), joinWaiters: [], resumeLeft: 0, resumeMore: false, lastTyping: 0,
+        cids: new Map(), joinWaiters: [], resumeLeft: 0, resumeMore: false, lastTyping: 0, refusals: 0,
       };
       this.rooms.set(room, r);
       if (this.signedIn) this.sendJoin(r);
@@ -353,7 +360,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     if (new TextEncoder().encode(body).length > MAX_BODY_BYTES) {
       throw new NatterError("invalid_body", `the message is longer than ${MAX_BODY_BYTES} bytes`);
     }
-    const e: OutEntry = { cid: newCID(), room, body, createdAt: Date.now(), state: "pending", sentOn: 0, ref: "" };
+    const e: OutEntry = { cid: newCID(), room, body, createdAt: Date.now(), state: "pending", sentOn: 0, ref: "", refusals: 0 };
     this.out.set(e.cid, e);
     const r = this.rooms.get(room)!;
     // Members stop showing "typing" when the message arrives; the next
@@ -574,6 +581,7 @@ export class NatterClient extends Emitter<ClientEvents> {
     if (!r) return;
     const first = r.lastId === undefined && !r.empty;
     r.joined = true;
+    r.refusals = 0;
     r.members = new Set(f.members);
     r.resumeLeft = f.resumed ?? 0;
     r.resumeMore = !!f.more;
@@ -720,7 +728,10 @@ export class NatterClient extends Emitter<ClientEvents> {
         const r = this.rooms.get(entry.room);
         if (!r) return;
         if (f.code === "unavailable" || f.code === "internal") {
-          this.later(() => {
+          // Each join is a full resume for the gateway: ask again later
+          // and later while it keeps refusing. (A reconnect joins at once;
+          // the pending retry goes with the old connection.)
+          this.later(this.retryIn(r.refusals++), () => {
             if (this.rooms.get(entry.room) === r && !r.joined) this.sendJoin(r);
           });
           return;
@@ -737,7 +748,7 @@ export class NatterClient extends Emitter<ClientEvents> {
         const e = this.out.get(entry.cid);
         if (!e) return;
         if (f.code === "unavailable" || f.code === "internal") {
-          this.later(() => {
+          this.later(this.retryIn(e.refusals++), () => {
             if (this.out.get(e.cid) === e && this.rooms.get(e.room)?.joined) this.sendOut(e);
           });
         } else if (f.code === "not_joined" || f.code === "shutting_down") {
@@ -764,11 +775,18 @@ export class NatterClient extends Emitter<ClientEvents> {
     this.emit("failed", { room: e.room, cid: e.cid, body: e.body, code, message });
   }
 
-  private later(f: () => void): void {
+  // retryIn is the wait before asking again after n refusals in a row (0
+  // = the first): retryDelay, growing like the reconnect backoff.
+  private retryIn(n: number): number {
+    return backoffDelay(retryBackoff(this.opts.backoff, this.opts.retryDelay), n, this.opts.random);
+  }
+
+  // later runs f after delay ms, unless the connection is lost first.
+  private later(delay: number, f: () => void): void {
     const t = setTimeout(() => {
       this.sendTimers.delete(t);
       f();
-    }, this.opts.retryDelay);
+    }, delay);
     this.sendTimers.add(t);
   }
 }

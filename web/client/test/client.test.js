@@ -3,9 +3,12 @@
 // broker). Node 20 has no global WebSocket: the `ws` package is passed in.
 
 import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { join } from "node:path";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
+import { retryBackoff } from "../dist/backoff.js";
 import { NatterClient, backoffDelay, defaultBackoff, parseFrames } from "../dist/index.js";
 import { Natter, freshDatabase, waitFor } from "../../testutil/natter.js";
 
@@ -18,6 +21,102 @@ function client(natter, user, extra = {}) {
   for (const kind of Object.keys(c.seen)) c.on(kind, (e) => c.seen[kind].push(e));
   c.connect();
   return c;
+}
+
+// An in-process stand-in for a gateway, passed as the client's WebSocket:
+// it signs everyone in, refuses joins and sends with `unavailable` while
+// told to, and notes when each join and send came. drop() loses the
+// newest connection the way a crashed gateway does.
+class FakeGateway {
+  refuseJoins = true;
+  refuseSends = false;
+  joins = [];
+  sends = [];
+  sockets = [];
+
+  constructor() {
+    const gw = this;
+    this.WebSocket = class {
+      readyState = 0;
+      onopen = null;
+      onmessage = null;
+      onclose = null;
+      onerror = null;
+      constructor() {
+        gw.sockets.push(this);
+        setImmediate(() => {
+          if (this.readyState !== 0) return;
+          this.readyState = 1;
+          this.onopen?.({});
+        });
+      }
+      send(data) {
+        const reply = gw.answer(JSON.parse(data));
+        if (!reply) return;
+        setImmediate(() => {
+          if (this.readyState === 1) this.onmessage?.({ data: JSON.stringify(reply) });
+        });
+      }
+      close() {
+        this.readyState = 3;
+      }
+    };
+  }
+
+  answer(f) {
+    const refused = { op: "error", code: "unavailable", message: "history is unavailable; retry the join", ref: f.ref };
+    switch (f.op) {
+      case "connect":
+        this.user = f.user;
+        return { op: "connected", user: f.user, session: "s1", version: 2 };
+      case "ping":
+        return { op: "pong" };
+      case "history":
+        return { op: "history", room: f.room, messages: [], more: false };
+      case "join":
+        this.joins.push(Date.now());
+        return this.refuseJoins ? refused : { op: "joined", room: f.room, members: [this.user] };
+      case "send":
+        this.sends.push(Date.now());
+        return this.refuseSends ? { ...refused, message: "not yet durable; retry" } : { op: "ack", cid: f.cid, id: "01M8JGN9YK9T4JHN4RZGFCRC7E", ts: Date.now() };
+    }
+    return undefined;
+  }
+
+  drop() {
+    const ws = this.sockets.at(-1);
+    ws.readyState = 3;
+    ws.onclose?.({ code: 1006, reason: "" });
+  }
+}
+
+// The waits between consecutive times.
+function gaps(times) {
+  return times.slice(1).map((t, i) => t - times[i]);
+}
+
+// Asserts that every wait in got lasted at least as long as the one in
+// want: timers fire late under load, never early (1 ms of rounding aside),
+// so only the lower bound is safe to check.
+function assertAtLeast(got, want, what) {
+  assert.ok(got.length >= want.length, `${what}: ${got.length} waits, want ${want.length}`);
+  for (let i = 0; i < want.length; i++) {
+    assert.ok(got[i] >= want[i] - 2, `${what}: wait ${i} lasted ${got[i]} ms, want at least ${want[i]} (all: ${got})`);
+  }
+}
+
+// Runs psql on url; the test database is the test services' PostgreSQL.
+function psql(url, sql) {
+  const bins = ["psql", join(process.env.NATTER_PG_BIN || "/usr/lib/postgresql/15/bin", "psql")];
+  for (const bin of bins) {
+    try {
+      execFileSync(bin, ["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql], { stdio: ["ignore", "ignore", "pipe"] });
+      return;
+    } catch (err) {
+      if (err.code !== "ENOENT") throw new Error(`psql ${sql}: ${err.stderr?.toString() || err.message}`);
+    }
+  }
+  throw new Error(`psql ${sql}: no psql found`);
 }
 
 function ids(msgs) {
@@ -45,9 +144,89 @@ describe("pure helpers", () => {
     assert.equal(backoffDelay(o, 50, () => 1), o.max);
   });
 
+  test("retries after a refusal start at retryDelay and grow like the backoff to its cap", () => {
+    const o = retryBackoff(defaultBackoff, 200);
+    const top = (n) => backoffDelay(o, n, () => 1);
+    assert.deepEqual([0, 1, 2, 3, 4, 5, 6].map(top), [200, 400, 800, 1600, 3200, 6400, defaultBackoff.max]);
+    assert.equal(backoffDelay(o, 0, () => 0), 100, "jittered within half, like reconnects");
+    assert.equal(backoffDelay(o, 50, () => 1), defaultBackoff.max);
+    assert.equal(backoffDelay(retryBackoff(defaultBackoff, 20_000), 0, () => 1), 20_000, "never shorter than retryDelay");
+  });
+
   test("a server frame with several objects splits on newlines", () => {
     const fs = parseFrames('{"op":"pong"}\n{"op":"typing","room":"r","user":"u"}');
     assert.deepEqual(fs.map((f) => f.op), ["pong", "typing"]);
+  });
+});
+
+describe("a gateway that refuses for now (in process)", () => {
+  const clients = [];
+  const fakeClient = (gw, extra) => {
+    const c = new NatterClient({ url: "ws://fake/ws", user: "ann", WebSocket: gw.WebSocket, pingInterval: 300, heartbeatTimeout: 10_000, random: () => 1, ...extra });
+    c.seen = { error: [], joined: [] };
+    c.on("error", (e) => c.seen.error.push(e));
+    c.on("joined", (e) => c.seen.joined.push(e));
+    clients.push(c);
+    c.connect();
+    return c;
+  };
+
+  after(() => {
+    for (const c of clients) c.close();
+  });
+
+  test("a refused join is asked again after longer and longer waits", async () => {
+    const gw = new FakeGateway();
+    const c = fakeClient(gw, { retryDelay: 40, backoff: { initial: 50, max: 640 } });
+    const joined = c.join("lobby");
+    joined.catch(() => {});
+    await waitFor("7 join attempts", () => gw.joins.length >= 7, { timeout: 20_000 });
+    // At a fixed retryDelay these would be 40 ms each: 6 waits in 240 ms.
+    assertAtLeast(gaps(gw.joins), [40, 80, 160, 320, 640, 640], "join retries");
+    assert.deepEqual(c.seen.error, [], "a refusal for now is not an error");
+    gw.refuseJoins = false;
+    const ev = await joined;
+    assert.deepEqual(ev.members, ["ann"]);
+  });
+
+  test("after a reconnect the join goes at once, and after joined the waits start over", async () => {
+    const gw = new FakeGateway();
+    // Factor 20: the third refusal puts the next attempt 16 s away.
+    const c = fakeClient(gw, { retryDelay: 40, backoff: { initial: 50, max: 60_000, factor: 20 } });
+    const joined = c.join("lobby");
+    joined.catch(() => {});
+    await waitFor("3 join attempts", () => gw.joins.length >= 3, { timeout: 20_000 });
+    assertAtLeast(gaps(gw.joins), [40, 800], "join retries");
+
+    // The gateway crashes while the client waits; the new connection
+    // joins as soon as it is up, not when the old wait is over.
+    gw.refuseJoins = false;
+    gw.drop();
+    await waitFor("joined on the new connection", () => c.seen.joined.length === 1, { timeout: 5000 });
+    await joined;
+    assert.equal(gw.joins.length, 4);
+
+    // Joined: the next refusals are spaced from retryDelay again, not
+    // from where the last run of refusals stopped (40 · 20³ ms, capped
+    // at 60 s).
+    gw.refuseJoins = true;
+    gw.drop();
+    await waitFor("2 more join attempts", () => gw.joins.length >= 6, { timeout: 5000 });
+    assert.equal(c.seen.joined.length, 1);
+  });
+
+  test("a refused send is resent after longer and longer waits, with its cid", async () => {
+    const gw = new FakeGateway();
+    gw.refuseJoins = false;
+    const c = fakeClient(gw, { retryDelay: 40, backoff: { initial: 50, max: 640 } });
+    await c.join("lobby");
+    gw.refuseSends = true;
+    const acked = new Promise((resolve) => c.on("ack", resolve));
+    const out = c.send("lobby", "hello");
+    await waitFor("5 send attempts", () => gw.sends.length >= 5, { timeout: 20_000 });
+    assertAtLeast(gaps(gw.sends), [40, 80, 160, 320], "send retries");
+    gw.refuseSends = false;
+    assert.equal((await acked).cid, out.cid);
   });
 });
 
@@ -252,5 +431,68 @@ describe("a gateway that fails", () => {
     assert.deepEqual(erin.seen.error, []);
     erin.send("fresh", "back");
     await waitFor("erin's round trip", () => frank.seen.message.some((m) => m.body === "back") && erin.seen.ack.length === 1, { timeout: 20_000 });
+  });
+});
+
+describe("a gateway whose store is down", () => {
+  let db, natter;
+  const clients = [];
+
+  before(async () => {
+    db = freshDatabase();
+    natter = new Natter({ databaseUrl: db.url });
+    await natter.start();
+  });
+
+  after(async () => {
+    for (const c of clients) c.close();
+    await natter?.dispose();
+    db?.drop();
+  });
+
+  test("rejoins refused as unavailable are spaced out, not a resume every retryDelay", async () => {
+    // Every socket the client opens, and when it sent each join.
+    const sockets = [];
+    const joins = [];
+    class Counting extends WebSocket {
+      constructor(...args) {
+        super(...args);
+        sockets.push(this);
+      }
+      send(data, ...rest) {
+        if (JSON.parse(data).op === "join") joins.push(Date.now());
+        return super.send(data, ...rest);
+      }
+    }
+    const c = client(natter, "gus", { WebSocket: Counting, retryDelay: 100, backoff: { initial: 100, max: 3200 }, random: () => 1 });
+    clients.push(c);
+    c.seen.joined = [];
+    c.on("joined", (e) => c.seen.joined.push(e));
+    await c.join("stores");
+    c.send("stores", "before the outage");
+    await waitFor("the client has an id to resume from", () => c.lastId("stores"));
+
+    // With the messages table gone, a resume (join with since) fails and
+    // the gateway answers unavailable.
+    psql(db.url, "ALTER TABLE messages RENAME TO messages_away");
+    let restored = false;
+    const restore = () => {
+      if (!restored) psql(db.url, "ALTER TABLE messages_away RENAME TO messages");
+      restored = true;
+    };
+    try {
+      const first = joins.length;
+      sockets.at(-1).terminate();
+      await waitFor("5 refused rejoins", () => joins.length >= first + 5, { timeout: 30_000 });
+      const refused = joins.slice(first);
+      // At a fixed retryDelay: 4 waits of 100 ms.
+      assertAtLeast(gaps(refused), [100, 200, 400, 800], "rejoins");
+      assert.equal(c.seen.joined.length, 1, "not joined while the store is down");
+      assert.deepEqual(c.seen.error, [], "a refusal for now is not an error");
+      restore();
+      await waitFor("joined again", () => c.seen.joined.length === 2, { timeout: 20_000 });
+    } finally {
+      restore();
+    }
   });
 });
