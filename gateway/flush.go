@@ -38,6 +38,8 @@ const (
 	// peerWait bounds how long a starting gateway waits to hear of the
 	// region's others (alone in its region, it waits this long).
 	peerWait = time.Second
+	// helloAgain is when a starting gateway first says hello again.
+	helloAgain = 100 * time.Millisecond
 	// flushChunk bounds one answer message; a longer answer is sent in
 	// several, well below NATS's 1 MB payload limit.
 	flushChunk = 256 << 10
@@ -119,13 +121,28 @@ func (h *hub) onBeat(m *nats.Msg) {
 }
 
 // awaitPeers waits until another gateway has answered the hello, or d.
+// Gateways of a region that start together say hello before the routes
+// between their NATS servers are up, and nobody hears it: the hello is
+// said again, at 100 ms and then at doubling intervals, until answered.
 func (h *hub) awaitPeers(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-h.heard:
-	case <-t.C:
-	case <-ctx.Done():
+	deadline := time.NewTimer(d)
+	defer deadline.Stop()
+	again := helloAgain
+	retry := time.NewTimer(again)
+	defer retry.Stop()
+	for {
+		select {
+		case <-h.heard:
+			return
+		case <-deadline.C:
+			return
+		case <-ctx.Done():
+			return
+		case now := <-retry.C:
+			h.beat(now, true)
+			again *= 2
+			retry.Reset(again)
+		}
 	}
 }
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,5 +93,83 @@ func TestSilentGatewaysAreForgotten(t *testing.T) {
 	a.beat(time.Now().Add(4*time.Second), false)
 	if len(a.peerList()) != 0 {
 		t.Fatalf("a gateway silent for 4 intervals is still known: %v", a.peerList())
+	}
+}
+
+// gatedListener forwards TCP connections to target once opened, and
+// refuses them before: a route that comes up only after its ends started.
+func gatedListener(t *testing.T, target string) (addr string, open func()) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	var opened atomic.Bool
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			if !opened.Load() {
+				c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				up, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer up.Close()
+				go func() { _, _ = io.Copy(up, c); up.Close() }()
+				_, _ = io.Copy(c, up)
+			}()
+		}
+	}()
+	return ln.Addr().String(), func() { opened.Store(true) }
+}
+
+// Two gateways that say hello before the route between their NATS
+// servers is up still hear of each other while they wait for peers: the
+// hello is said again until answered.
+func TestHelloBeforeTheRouteIsUpIsSaidAgain(t *testing.T) {
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	start := func(cfg embedded.NATSConfig) *embedded.NATS {
+		ns, err := embedded.StartNATS(cfg, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = ns.Close() })
+		return ns
+	}
+	sa := start(embedded.NATSConfig{ServerName: "a", ClusterName: "natter-test"})
+	route, open := gatedListener(t, strings.TrimPrefix(sa.ClusterURL(), "nats://"))
+	sb := start(embedded.NATSConfig{ServerName: "b", ClusterName: "natter-test", Routes: []string{"nats://" + route}})
+	mk := func(ns *embedded.NATS, id string) *hub {
+		nc, err := ns.Connect(id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(nc.Close)
+		h := newHub(oneConn(nc), id, "local", time.Hour, nil, log, newMetrics())
+		if err := h.listen(); err != nil { // says hello: nobody hears it yet
+			t.Fatal(err)
+		}
+		return h
+	}
+	a, b := mk(sa, "gw-a"), mk(sb, "gw-b")
+	if sa.Routes() != 0 {
+		t.Fatal("the route is up before the gate opened")
+	}
+	open()
+	ctx := context.Background()
+	done := make(chan struct{})
+	go func() { b.awaitPeers(ctx, 30*time.Second); close(done) }()
+	a.awaitPeers(ctx, 30*time.Second)
+	<-done
+	if len(a.peerList()) != 1 || len(b.peerList()) != 1 {
+		t.Fatalf("after waiting for peers: a knows %v, b knows %v", a.peerList(), b.peerList())
 	}
 }

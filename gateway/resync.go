@@ -151,12 +151,20 @@ func (w *linkWatch) poll(now time.Time) {
 	}
 	present := make(map[string]struct{}, len(cur))
 	count := make(map[string]int, len(cur))
+	linked := false
 	for _, l := range cur {
 		present[l.ID] = struct{}{}
 		count[l.Remote]++
 		if _, ok := w.known[l.ID]; !ok {
 			w.known[l.ID] = l.Remote
+			linked = true
 		}
+	}
+	if linked {
+		// Gateways behind a new link learn of this one now, and answer
+		// (flush.go): a resume asks them from then on, not from their
+		// next beat.
+		w.g.hub.beat(now, true)
 	}
 	before := make(map[string]int, len(w.known))
 	for _, remote := range w.known {
