@@ -16,7 +16,7 @@ const MaxRefLen = 64
 
 // ClientFrame is any client frame; which fields matter depends on Op.
 type ClientFrame struct {
-	Op     string `json:"op"`
+	Op     Op     `json:"op"`
 	Ref    string `json:"ref,omitempty"`
 	Token  string `json:"token,omitempty"`
 	User   string `json:"user,omitempty"`
@@ -120,7 +120,7 @@ func jsonErrText(err error) string {
 // matches its own message to its outbox with it before the ack arrives,
 // and a resend that reached the log twice is recognisable by (user, cid).
 type Msg struct {
-	Op     string `json:"op"`
+	Op     Op     `json:"op"`
 	Room   string `json:"room"`
 	ID     string `json:"id"`
 	User   string `json:"user"`
@@ -150,7 +150,7 @@ func EncodeMsg(m natter.Message) []byte { return Encode(MsgOf(m)) }
 // Connected answers connect. Exp is when the session ends (the token's
 // exp plus the leeway, Unix seconds); absent in open mode.
 type Connected struct {
-	Op      string `json:"op"`
+	Op      Op     `json:"op"`
 	User    string `json:"user"`
 	Session string `json:"session"`
 	Version int    `json:"version"`
@@ -159,15 +159,15 @@ type Connected struct {
 
 // Refreshed answers refresh with the session's new end.
 type Refreshed struct {
-	Op  string `json:"op"`
-	Exp int64  `json:"exp,omitempty"`
+	Op  Op    `json:"op"`
+	Exp int64 `json:"exp,omitempty"`
 }
 
 // Joined answers join. Resumed counts the stored messages sent before it
 // because of since; More is true when there were more than the resume
 // limit (page the rest with history).
 type Joined struct {
-	Op      string   `json:"op"`
+	Op      Op       `json:"op"`
 	Room    string   `json:"room"`
 	Members []string `json:"members"`
 	Resumed int      `json:"resumed"`
@@ -176,13 +176,13 @@ type Joined struct {
 
 // Left answers leave.
 type Left struct {
-	Op   string `json:"op"`
+	Op   Op     `json:"op"`
 	Room string `json:"room"`
 }
 
 // Ack confirms a send is durable.
 type Ack struct {
-	Op  string `json:"op"`
+	Op  Op     `json:"op"`
 	CID string `json:"cid"`
 	ID  string `json:"id"`
 	TS  int64  `json:"ts"`
@@ -190,7 +190,7 @@ type Ack struct {
 
 // History answers history: Messages newest last.
 type History struct {
-	Op       string `json:"op"`
+	Op       Op     `json:"op"`
 	Room     string `json:"room"`
 	Messages []Msg  `json:"messages"`
 	More     bool   `json:"more"`
@@ -198,7 +198,7 @@ type History struct {
 
 // Presence tells who joined or left a room.
 type Presence struct {
-	Op     string   `json:"op"`
+	Op     Op       `json:"op"`
 	Room   string   `json:"room"`
 	Joined []string `json:"joined,omitempty"`
 	Left   []string `json:"left,omitempty"`
@@ -206,14 +206,14 @@ type Presence struct {
 
 // Typing tells that a member is typing.
 type Typing struct {
-	Op   string `json:"op"`
+	Op   Op     `json:"op"`
 	Room string `json:"room"`
 	User string `json:"user"`
 }
 
 // Error reports a problem with a frame.
 type Error struct {
-	Op      string `json:"op"`
+	Op      Op     `json:"op"`
 	Code    Code   `json:"code"`
 	Message string `json:"message"`
 	Ref     string `json:"ref,omitempty"`
@@ -221,7 +221,7 @@ type Error struct {
 
 // Pong answers ping.
 type Pong struct {
-	Op string `json:"op"`
+	Op Op `json:"op"`
 }
 
 // Encode marshals a server frame. Server frames are built from validated

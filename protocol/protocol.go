@@ -75,29 +75,32 @@ package protocol
 //	   handshake_timeout; send gained retry.
 const Version = 2
 
+// Op is a frame's kind, its "op" field.
+type Op string
+
 // Ops of client frames.
 const (
-	OpConnect = "connect"
-	OpJoin    = "join"
-	OpLeave   = "leave"
-	OpSend    = "send"
-	OpHistory = "history"
-	OpTyping  = "typing"
-	OpPing    = "ping"
-	OpRefresh = "refresh"
+	OpConnect Op = "connect"
+	OpJoin    Op = "join"
+	OpLeave   Op = "leave"
+	OpSend    Op = "send"
+	OpHistory Op = "history"
+	OpTyping  Op = "typing"
+	OpPing    Op = "ping"
+	OpRefresh Op = "refresh"
 )
 
 // Ops of server frames.
 const (
-	OpConnected = "connected"
-	OpJoined    = "joined"
-	OpLeft      = "left"
-	OpMsg       = "msg"
-	OpAck       = "ack"
-	OpPresence  = "presence"
-	OpError     = "error"
-	OpPong      = "pong"
-	OpRefreshed = "refreshed"
+	OpConnected Op = "connected"
+	OpJoined    Op = "joined"
+	OpLeft      Op = "left"
+	OpMsg       Op = "msg"
+	OpAck       Op = "ack"
+	OpPresence  Op = "presence"
+	OpError     Op = "error"
+	OpPong      Op = "pong"
+	OpRefreshed Op = "refreshed"
 )
 
 // Code is an error code carried by an error frame or an HTTP error body.

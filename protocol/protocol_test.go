@@ -12,7 +12,7 @@ import (
 func TestDecode(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		op   string
+		op   protocol.Op
 		code protocol.Code // "" = no error
 	}{
 		{`{"op":"ping"}`, "ping", ""},
