@@ -17,6 +17,8 @@ import (
 	"sync"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/natter-chat/natter"
 )
 
@@ -265,14 +267,11 @@ func (g *Gateway) resync(ctx context.Context, since natter.ID, skip map[string]s
 		mu        sync.Mutex
 		delivered int
 		failed    int
-		wg        sync.WaitGroup
-		sem       = make(chan struct{}, resyncParallel)
+		each      errgroup.Group
 	)
+	each.SetLimit(resyncParallel)
 	for _, name := range rooms {
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
+		each.Go(func() error {
 			n, err := g.resyncRoom(ctx, name, since, skip)
 			mu.Lock()
 			delivered += n
@@ -281,9 +280,10 @@ func (g *Gateway) resync(ctx context.Context, since natter.ID, skip map[string]s
 				g.log.Warn("resync", "room", name, "err", err)
 			}
 			mu.Unlock()
-		}()
+			return nil // a room that failed does not stop the others
+		})
 	}
-	wg.Wait()
+	_ = each.Wait()
 	g.met.resyncSeconds.Observe(time.Since(start).Seconds())
 	g.log.Info("resynced rooms after a nats link loss", "rooms", len(rooms), "failed", failed, "delivered", delivered,
 		"since", since.Time().Format(time.RFC3339Nano), "took", time.Since(start).Round(time.Millisecond))

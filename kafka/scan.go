@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"golang.org/x/sync/errgroup"
 )
 
 // Range is a part of one partition: [From, To).
@@ -68,50 +69,41 @@ func (l *Log) Scan(ctx context.Context, ranges []Range, fn func(Record) error) e
 		return fmt.Errorf("kafka: consumer: %w", err)
 	}
 	defer c.Close()
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	errs := make(chan error, len(ranges))
+	g, gctx := errgroup.WithContext(ctx)
 	for _, r := range ranges {
 		if r.From >= r.To {
 			continue
 		}
 		pc, err := c.ConsumePartition(l.topic, r.Partition, r.From)
 		if err != nil {
-			return fmt.Errorf("kafka: read %s/%d from %d: %w", l.topic, r.Partition, r.From, err)
+			// Stops the partitions already being read, and is Wait's error.
+			g.Go(func() error { return fmt.Errorf("kafka: read %s/%d from %d: %w", l.topic, r.Partition, r.From, err) })
+			break
 		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		g.Go(func() error {
 			defer pc.AsyncClose()
 			for {
 				select {
-				case <-ctx.Done():
-					return
+				case <-gctx.Done():
+					return nil
 				case e := <-pc.Errors():
-					errs <- fmt.Errorf("kafka: read %s/%d: %w", l.topic, r.Partition, e)
-					cancel()
-					return
+					return fmt.Errorf("kafka: read %s/%d: %w", l.topic, r.Partition, e)
 				case m := <-pc.Messages():
 					mu.Lock()
 					err := fn(Record{Partition: m.Partition, Offset: m.Offset, Value: m.Value})
 					mu.Unlock()
 					if err != nil {
-						errs <- err
-						cancel()
-						return
+						return err
 					}
 					if m.Offset >= r.To-1 {
-						return
+						return nil
 					}
 				}
 			}
-		}()
+		})
 	}
-	wg.Wait()
-	close(errs)
-	if err := <-errs; err != nil {
+	if err := g.Wait(); err != nil {
 		return err
 	}
 	return ctx.Err()
